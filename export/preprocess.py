@@ -1,0 +1,60 @@
+"""The preprocessing spec stored with every model, and the one function that applies it.
+
+A spec turns raw images (float32 pixels in [0, 255], NHWC, already at `input_size`) into model inputs:
+``x * scale + offset``, then ``(x - mean) / std`` per channel. Training, calibration, verification and the
+manifest all read the same dict, so nobody re-implements preprocessing by hand.
+
+Example:
+    >>> import numpy as np
+    >>> spec = make_spec((32, 32), scale=1 / 255)
+    >>> float(normalize(np.full((1, 32, 32, 3), 255.0, "float32"), spec).max())
+    1.0
+"""
+import numpy as np
+
+SPEC_KEYS = ("input_size", "channels", "interpolation", "scale", "offset", "mean", "std")
+
+
+def make_spec(input_size, channels=3, scale=1 / 255, offset=0.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+              interpolation="bilinear"):
+    """Build a preprocessing spec dict (JSON-serializable).
+
+    Example:
+        >>> make_spec((224, 224), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))["input_size"]
+        [224, 224]
+    """
+    return {
+        "input_size": [int(input_size[0]), int(input_size[1])],
+        "channels": int(channels),
+        "interpolation": interpolation,
+        "scale": float(scale),
+        "offset": float(offset),
+        "mean": [float(m) for m in mean],
+        "std": [float(s) for s in std],
+    }
+
+
+def check_spec(spec):
+    """Raise ValueError naming the first missing key of a preprocessing spec."""
+    missing = [k for k in SPEC_KEYS if k not in spec]
+    if missing:
+        raise ValueError(f"preprocessing spec lacks {', '.join(missing)}; expected keys: {', '.join(SPEC_KEYS)}")
+    return spec
+
+
+def normalize(images, spec):
+    """Apply scale/offset/mean/std of `spec` to raw [0, 255] images (numpy or tf tensors, NHWC).
+
+    Works inside tf.data maps too, since it only uses broadcasting arithmetic.
+    """
+    mean = np.asarray(spec["mean"], dtype="float32")
+    std = np.asarray(spec["std"], dtype="float32")
+    x = images * np.float32(spec["scale"]) + np.float32(spec["offset"])
+    return (x - mean) / std
+
+
+def default_spec_for_input(input_shape):
+    """The spec reszoo uses when a model carries none: resize to its input, scale to [0, 1]."""
+    height, width, channels = input_shape
+    return make_spec((height or 224, width or 224), channels=channels or 3, mean=(0.0,) * (channels or 3),
+                     std=(1.0,) * (channels or 3))

@@ -1,0 +1,3 @@
+from reszoo.cli import main
+
+main()

@@ -1,0 +1,209 @@
+"""Building blocks shared by every family: conv-BN-ReLU units, shortcuts, merges, squeeze-excitation.
+
+Layer names follow keras.applications (`conv2_block1_1_conv`, `conv2_block1_0_bn`, `..._add`, `..._out`)
+so weights port by name. The only custom layer is `ZeroPadShortcut` (the CIFAR paper's option A); it is
+registered for safe-mode loading and has a tf_keras twin for tfmot.
+
+Example:
+    >>> import keras
+    >>> x = keras.Input((32, 32, 16))
+    >>> y = conv_bn(x, 32, 3, strides=2, name="demo")
+    >>> tuple(y.shape)
+    (None, 16, 16, 32)
+"""
+import keras
+from keras import layers
+
+from export.twin_registry import register_twin_layer
+
+BN_EPSILON = 1.001e-5  # keras.applications' value, so ported weights match exactly
+BN_MOMENTUM = 0.9
+CONNECTIONS = ("residual", "plain", "highway")
+HIGHWAY_GATE_BIAS = -2.0  # Srivastava et al. 2015: negative bias makes blocks carry x at init
+
+
+def regularizer(weight_decay):
+    """An L2 kernel regularizer, or None when weight_decay is 0/None."""
+    return keras.regularizers.L2(weight_decay) if weight_decay else None
+
+
+def batch_norm(x, name, zero_gamma=False):
+    """BatchNormalization with the zoo's epsilon/momentum; `zero_gamma` for zero-init residual."""
+    return layers.BatchNormalization(
+        axis=-1,
+        epsilon=BN_EPSILON,
+        momentum=BN_MOMENTUM,
+        gamma_initializer="zeros" if zero_gamma else "ones",
+        name=name,
+    )(x)
+
+
+def conv(x, filters, kernel_size, strides=1, name="conv", groups=1, use_bias=False, weight_decay=0.0):
+    """Conv2D with torch-style symmetric padding: 'same' at stride 1, explicit ZeroPadding2D otherwise."""
+    padding = "same"
+    if strides > 1 and kernel_size > 1:
+        x = layers.ZeroPadding2D(padding=(kernel_size - 1) // 2, name=f"{name}_pad")(x)
+        padding = "valid"
+    return layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding=padding,
+        groups=groups,
+        use_bias=use_bias,
+        kernel_initializer="he_normal",
+        kernel_regularizer=regularizer(weight_decay),
+        name=f"{name}_conv",
+    )(x)
+
+
+def conv_bn(x, filters, kernel_size, strides=1, name="conv", activation="relu", groups=1,
+            zero_gamma=False, weight_decay=0.0, use_bias=False):
+    """conv -> BN -> activation (None for no activation). Layers: `{name}_conv`, `{name}_bn`, `{name}_relu`."""
+    x = conv(x, filters, kernel_size, strides, name, groups, use_bias, weight_decay)
+    x = batch_norm(x, f"{name}_bn", zero_gamma)
+    if activation:
+        x = layers.Activation(activation, name=f"{name}_{activation}")(x)
+    return x
+
+
+def check_choice(argument, value, allowed):
+    """Raise ValueError naming `argument` when `value` is not one of `allowed`."""
+    if value not in allowed:
+        raise ValueError(f"{argument}={value!r} is not allowed; choose one of {', '.join(map(repr, allowed))}")
+
+
+def connection_mode(skip, highway):
+    """Map the builders' `skip`/`highway` flags to one of CONNECTIONS."""
+    if highway and not skip:
+        raise ValueError("highway=True needs skip=True (a highway gate is a gated skip connection)")
+    return "highway" if highway else ("residual" if skip else "plain")
+
+
+def highway_gate(block_input, channels, strides, name, weight_decay=0.0):
+    """T(x) = sigmoid(conv1x1(x) + b) with b initialised negative; layer `{name}_gate` outputs T."""
+    t = layers.Conv2D(
+        channels, 1, strides=strides, use_bias=True,
+        bias_initializer=keras.initializers.Constant(HIGHWAY_GATE_BIAS),
+        kernel_initializer="he_normal", kernel_regularizer=regularizer(weight_decay),
+        name=f"{name}_gate_conv",
+    )(block_input)
+    return layers.Activation("sigmoid", name=f"{name}_gate")(t)
+
+
+def merge(shortcut, residual, mode, name, block_input=None, strides=1, weight_decay=0.0):
+    """Join a block's shortcut and residual branch.
+
+    residual: shortcut + F(x); plain: F(x) alone (no skip); highway: T*F(x) + (1-T)*shortcut,
+    computed as shortcut + T*(F(x) - shortcut) with standard layers only.
+    """
+    if mode == "plain":
+        return residual
+    if mode == "residual":
+        return layers.Add(name=f"{name}_add")([shortcut, residual])
+    gate = highway_gate(block_input, residual.shape[-1], strides, name, weight_decay)
+    diff = layers.Subtract(name=f"{name}_diff")([residual, shortcut])
+    gated = layers.Multiply(name=f"{name}_gated")([gate, diff])
+    return layers.Add(name=f"{name}_add")([shortcut, gated])
+
+
+def squeeze_excite(x, name, ratio=0.25, weight_decay=0.0):
+    """Squeeze-and-excitation (Hu et al. 2018) with 1x1 convs; layers `{name}_se_*`."""
+    channels = x.shape[-1]
+    s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_squeeze")(x)
+    s = layers.Conv2D(max(1, int(channels * ratio)), 1, activation="relu", kernel_regularizer=regularizer(weight_decay),
+                      name=f"{name}_se_reduce")(s)
+    s = layers.Conv2D(channels, 1, activation="sigmoid", kernel_regularizer=regularizer(weight_decay),
+                      name=f"{name}_se_expand")(s)
+    return layers.Multiply(name=f"{name}_se_excite")([x, s])
+
+
+@keras.saving.register_keras_serializable(package="reszoo")
+class ZeroPadShortcut(layers.Layer):
+    """Parameter-free shortcut (He et al. 2015, option A): subsample by `strides`, zero-pad channels.
+
+    Example:
+        >>> import numpy as np
+        >>> ZeroPadShortcut(8, 2)(np.ones((1, 4, 4, 4), "float32")).shape
+        TensorShape([1, 2, 2, 8])
+    """
+
+    def __init__(self, out_channels, strides=1, **kwargs):
+        super().__init__(**kwargs)
+        self.out_channels = int(out_channels)
+        self.strides = int(strides)
+
+    def call(self, x):
+        if self.strides > 1:
+            x = x[:, :: self.strides, :: self.strides, :]
+        extra = self.out_channels - x.shape[-1]
+        before = extra // 2
+        return keras.ops.pad(x, [[0, 0], [0, 0], [0, 0], [before, extra - before]])
+
+    def compute_output_shape(self, input_shape):
+        def shrink(d):
+            return None if d is None else -(-d // self.strides)
+
+        return (input_shape[0], shrink(input_shape[1]), shrink(input_shape[2]), self.out_channels)
+
+    def get_config(self):
+        return {**super().get_config(), "out_channels": self.out_channels, "strides": self.strides}
+
+
+def _tf_keras_zero_pad_shortcut():
+    """tf_keras twin of ZeroPadShortcut (same math, same config), for tfmot."""
+    import tensorflow as tf
+    import tf_keras
+
+    @tf_keras.saving.register_keras_serializable(package="reszoo")
+    class ZeroPadShortcut(tf_keras.layers.Layer):  # noqa: D401 - twin of the Keras-3 class above
+        def __init__(self, out_channels, strides=1, **kwargs):
+            super().__init__(**kwargs)
+            self.out_channels = int(out_channels)
+            self.strides = int(strides)
+
+        def call(self, x):
+            if self.strides > 1:
+                x = x[:, :: self.strides, :: self.strides, :]
+            extra = self.out_channels - x.shape[-1]
+            before = extra // 2
+            return tf.pad(x, [[0, 0], [0, 0], [0, 0], [before, extra - before]])
+
+        def get_config(self):
+            return {**super().get_config(), "out_channels": self.out_channels, "strides": self.strides}
+
+    return ZeroPadShortcut
+
+
+register_twin_layer("reszoo>ZeroPadShortcut", _tf_keras_zero_pad_shortcut)
+
+
+def classifier_head(x, include_top, pooling, num_classes, classifier_activation, dropout_rate, weight_decay):
+    """keras.applications head: global pool (`avg_pool`/`max_pool`), optional dropout, Dense `predictions`."""
+    check_choice("pooling", pooling, ("avg", "max", None))
+    if include_top:
+        pooling = pooling or "avg"
+    if pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+    if include_top:
+        if dropout_rate:
+            x = layers.Dropout(dropout_rate, name="top_dropout")(x)
+        x = layers.Dense(num_classes, activation=classifier_activation, kernel_regularizer=regularizer(weight_decay),
+                         name="predictions")(x)
+    return x
+
+
+def check_common_args(input_shape, include_top, num_classes, weights, dropout_rate):
+    """Validate the keras.applications-style arguments every builder takes."""
+    if input_shape is not None and len(input_shape) != 3:
+        raise ValueError(f"input_shape={input_shape!r} must be (height, width, channels)")
+    if include_top and input_shape is not None and None in tuple(input_shape)[:2]:
+        raise ValueError(f"input_shape={input_shape!r}: include_top=True needs a fixed height and width")
+    if include_top and (not isinstance(num_classes, int) or num_classes < 1):
+        raise ValueError(f"num_classes={num_classes!r} must be a positive integer")
+    if not 0.0 <= float(dropout_rate or 0.0) < 1.0:
+        raise ValueError(f"dropout_rate={dropout_rate!r} must be in [0, 1)")
+    if weights is not None and not isinstance(weights, str):
+        raise ValueError(f"weights={weights!r} must be None or a path to a .keras / .weights.h5 file")

@@ -1,0 +1,111 @@
+"""The model registry (timm-style): names map to builder functions plus facts about the model.
+
+Example:
+    >>> import reszoo
+    >>> model = reszoo.create_model("resnet20", num_classes=10)
+    >>> "resnet20" in reszoo.list_models("resnet*")
+    True
+"""
+import dataclasses
+import fnmatch
+import functools
+from typing import Callable
+
+from reszoo.errors import DuplicateModelError, UnknownModelError
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    """One registered model: its builder and the facts `reszoo list`/`info` show."""
+
+    name: str
+    builder: Callable
+    family: str
+    default_input: tuple
+    default_classes: int
+    paper: str
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name, *, family, paper, default_input=(224, 224, 3), default_classes=1000):
+    """Decorator that registers `builder(**kwargs) -> keras.Model` under `name`.
+
+    Example:
+        >>> @register_model("tiny_example", family="example", paper="none")  # doctest: +SKIP
+        ... def tiny_example(**kwargs): ...
+    """
+
+    def decorate(builder):
+        if name in _REGISTRY:
+            raise DuplicateModelError(f"model {name!r} is already registered")
+        _REGISTRY[name] = ModelEntry(name, builder, family, tuple(default_input), default_classes, paper)
+        return builder
+
+    return decorate
+
+
+def _ensure_builders_loaded():
+    import reszoo.models  # noqa: F401  (importing registers every family)
+
+
+def get_entry(name) -> ModelEntry:
+    """Return the registry entry for `name`, or raise UnknownModelError with suggestions."""
+    _ensure_builders_loaded()
+    if name not in _REGISTRY:
+        raise UnknownModelError(name, sorted(_REGISTRY))
+    return _REGISTRY[name]
+
+
+def list_models(pattern=None):
+    """Sorted registered names, optionally filtered by a glob such as ``"resnet5*"``.
+
+    Example:
+        >>> list_models("resnet1*")[:2]
+        ['resnet101', 'resnet101v2']
+    """
+    _ensure_builders_loaded()
+    names = sorted(_REGISTRY)
+    return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
+
+
+def create_model(name, **kwargs):
+    """Build the registered model `name`; keyword arguments go to its builder.
+
+    Example:
+        >>> m = create_model("resnet20", input_shape=(32, 32, 3), num_classes=10)
+        >>> m.output_shape
+        (None, 10)
+    """
+    entry = get_entry(name)
+    kwargs.setdefault("name", name)
+    return entry.builder(**kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def model_info(name):
+    """Facts about a registered model: params, FLOPs at the default input, family, paper.
+
+    FLOPs are counted as 2 x multiply-adds (``flops``); ``macs`` is given too.
+
+    Example:
+        >>> info = model_info("resnet20")
+        >>> info["family"], info["default_input"]
+        ('cifar_resnet', (32, 32, 3))
+    """
+    from reszoo.flops import count_macs
+
+    entry = get_entry(name)
+    model = create_model(name, input_shape=entry.default_input, num_classes=entry.default_classes)
+    macs = count_macs(model)
+    return {
+        "name": name,
+        "family": entry.family,
+        "paper": entry.paper,
+        "default_input": entry.default_input,
+        "num_classes": entry.default_classes,
+        "params": int(model.count_params()),
+        "macs": int(macs),
+        "flops": int(2 * macs),
+    }
