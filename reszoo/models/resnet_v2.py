@@ -1,0 +1,113 @@
+"""Pre-activation ResNet v2 (He et al. 2016) in the keras.applications layout.
+
+As in keras.applications: the stem conv has a bias and no BN; each block starts with `{block}_preact_bn/_relu`;
+the first block of a stage has a projection shortcut (`_0_conv`, with bias) at stride 1, the LAST block of
+each stage but the final one carries the stride (its identity shortcut is a 1x1 max-pool subsample); the
+closing 1x1 conv (`_3_conv`) has a bias; `post_bn`/`post_relu` follow the last stage. Parameter counts
+therefore equal keras.applications' (ResNet-50 v2: 25,613,800 including BN moving statistics).
+
+Example:
+    >>> from reszoo.models.resnet_v2 import ResNetV2
+    >>> ResNetV2((1, 1), width=8, input_shape=(32, 32, 3), num_classes=10).output_shape
+    (None, 10)
+"""
+import keras
+from keras import layers
+
+from reszoo.layers import batch_norm, check_common_args, classifier_head, connection_mode, conv, merge
+from reszoo.models.resnet import check_stage_blocks
+from reszoo.registry import register_model
+from reszoo.weights import load_weights
+
+PAPER_V2 = "He et al. 2016, Identity Mappings in Deep Residual Networks, arXiv:1603.05027"
+EXPANSION = 4
+
+# registered name -> blocks per stage (keras.applications ResNet50V2 / 101V2 / 152V2)
+RESNET_V2_DEPTHS = {
+    "resnet50v2": (3, 4, 6, 3),
+    "resnet101v2": (3, 4, 23, 3),
+    "resnet152v2": (3, 8, 36, 3),
+}
+
+
+def bn_relu(x, name, zero_gamma=False):
+    """BN `{name}_bn` then ReLU `{name}_relu`."""
+    x = batch_norm(x, f"{name}_bn", zero_gamma)
+    return layers.Activation("relu", name=f"{name}_relu")(x)
+
+
+def preact_shortcut(x, preact, out_channels, strides, name, weight_decay):
+    """keras.applications v2 shortcut: projection of the pre-activation when channels change, else identity
+    (subsampled by a 1x1 max-pool `{name}_0_pool` when strided)."""
+    if x.shape[-1] != out_channels:
+        return conv(preact, out_channels, 1, strides, f"{name}_0", use_bias=True, weight_decay=weight_decay)
+    if strides > 1:
+        return layers.MaxPooling2D(1, strides=strides, name=f"{name}_0_pool")(x)
+    return x
+
+
+def preact_bottleneck(x, planes, strides, name, mode, zero_init_residual=False, weight_decay=0.0):
+    """BN-ReLU, then 1x1 -> BN-ReLU -> 3x3 (strided) -> BN-ReLU -> 1x1 (bias); merged by `mode`.
+
+    zero_init_residual zeroes `{name}_2_bn`'s gamma, which makes the residual branch output its bias (0).
+    """
+    preact = bn_relu(x, f"{name}_preact")
+    shortcut = None
+    if mode != "plain":
+        shortcut = preact_shortcut(x, preact, planes * EXPANSION, strides, name, weight_decay)
+    y = conv(preact, planes, 1, 1, f"{name}_1", weight_decay=weight_decay)
+    y = bn_relu(y, f"{name}_1")
+    y = conv(y, planes, 3, strides, f"{name}_2", weight_decay=weight_decay)
+    y = bn_relu(y, f"{name}_2", zero_gamma=zero_init_residual)
+    y = conv(y, planes * EXPANSION, 1, 1, f"{name}_3", use_bias=True, weight_decay=weight_decay)
+    return merge(shortcut, y, mode, name, block_input=x, strides=strides, weight_decay=weight_decay)
+
+
+def ResNetV2(stage_blocks, *, width=64, skip=True, highway=False, input_shape=None, num_classes=1000,
+             include_top=True, pooling=None, classifier_activation="softmax", weights=None, dropout_rate=0.0,
+             zero_init_residual=False, weight_decay=0.0, name=None):
+    """Build a pre-activation bottleneck ResNet v2 (or its plain / highway twin), keras.applications layout.
+
+    Args:
+        stage_blocks: blocks per stage, e.g. (3, 4, 6, 3); stage i has width * 2**i planes.
+        width: planes of the first stage and stem width (64 in the paper).
+        skip: False gives the plain pre-activation net; highway: gated skip T*F(x) + (1-T)*x.
+
+    Example:
+        >>> ResNetV2((3, 4, 6, 3)).count_params()
+        25613800
+    """
+    check_stage_blocks(stage_blocks)
+    check_common_args(input_shape, include_top, num_classes, weights, dropout_rate)
+    if not isinstance(width, int) or width < 1:
+        raise ValueError(f"width={width!r} must be a positive integer")
+    mode = connection_mode(skip, highway)
+    inputs = keras.Input(shape=input_shape or (224, 224, 3), name="input")
+    x = conv(inputs, width, 7, 2, "conv1", use_bias=True, weight_decay=weight_decay)
+    x = layers.ZeroPadding2D(padding=1, name="pool1_pad")(x)
+    x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    last_stage = len(stage_blocks) - 1
+    for stage, blocks in enumerate(stage_blocks):
+        for index in range(blocks):
+            last_block = index == blocks - 1
+            strides = 2 if last_block and stage < last_stage else 1
+            x = preact_bottleneck(x, width * 2**stage, strides, f"conv{stage + 2}_block{index + 1}", mode,
+                                  zero_init_residual, weight_decay)
+    x = bn_relu(x, "post")
+    x = classifier_head(x, include_top, pooling, num_classes, classifier_activation, dropout_rate, weight_decay)
+    model = keras.Model(inputs, x, name=name or "resnetv2")
+    return load_weights(model, weights)
+
+
+def _register(name, stage_blocks):
+    @register_model(name, family="resnet_v2", paper=PAPER_V2)
+    def build(**kwargs):
+        return ResNetV2(stage_blocks, **kwargs)
+
+    build.__name__ = name
+    build.__doc__ = f"{name}: pre-activation, blocks {stage_blocks}. Example: reszoo.create_model({name!r})"
+    return build
+
+
+for _name, _stage_blocks in RESNET_V2_DEPTHS.items():
+    _register(_name, _stage_blocks)
