@@ -17,6 +17,7 @@ from export.errors import UserError
 COMMANDS = {
     "list": "reszoo.cli.zoo:list_command",
     "info": "reszoo.cli.zoo:info_command",
+    "train": "reszoo.cli.train_cmd:train_command",
     "bench": "reszoo.cli.bench_cmd:bench_command",
     "diagnose": "reszoo.cli.diagnose_cmd:diagnose_command",
 }

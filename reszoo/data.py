@@ -1,0 +1,222 @@
+"""tf.data input pipelines for training: sources, the fixed split, augmentation, sharding, eval preprocessing.
+
+Sources are those of `export.datasets` ("digits", a folder of class sub-folders, an `.npz`) plus TFRecord files
+of (image, label) (`*.tfrecord`, `*.tfrec` or a glob of them). All are loaded as raw [0, 255] pixels at the
+model's input size and split with `export.datasets.split` (stratified, seed 0, 20 % held out), so training,
+calibration and verification agree on which images are held out.
+
+The training pipeline is a pure function of (seed, epoch, step): the epoch's order is a seeded permutation
+and every image's augmentation uses a stateless seed derived from its position, so a resumed run sees exactly
+the batches an uninterrupted run would have seen, whatever the parallelism. Multi-worker input is sharded
+explicitly per input pipeline (`tf.distribute.InputContext`), so workers never read the same image in a step.
+
+Augmentations (`AUGMENTATIONS`): "none"; "cifar" (4-pixel pad + random crop, horizontal flip); "cifar-noflip"
+(pad-crop only — the default for digits, where a mirrored 2 is not a 2); "imagenet" (random resized crop,
+scale 0.08-1, aspect 3/4-4/3, + flip); "imagenet-noflip". "auto" picks "cifar-noflip" for digits, "cifar" for
+inputs up to 64 px and "imagenet" above.
+
+Example:
+    >>> train, held_out = load_split("digits", (32, 32))
+    >>> spec = default_spec("digits", (32, 32))
+    >>> ds = train_dataset(train, spec, global_batch=64, epoch=0, seed=0, augment="cifar-noflip", steps=2)
+    >>> [tuple(x.shape) for x, y in ds]
+    [(64, 32, 32, 3), (64, 32, 32, 3)]
+"""
+import glob
+import os
+
+import numpy as np
+
+from export import datasets
+from export.errors import UserError
+from export.preprocess import make_spec, normalize
+
+TFRECORD_SUFFIXES = (".tfrecord", ".tfrec")
+PAD_CROP_PIXELS = 4
+RESIZED_CROP_SCALE = (0.08, 1.0)
+RESIZED_CROP_RATIO = (3 / 4, 4 / 3)
+
+# name -> ordered augmentation steps (see `_AUGMENT_STEPS`).
+AUGMENTATIONS = {
+    "none": (),
+    "cifar": ("pad_crop", "flip"),
+    "cifar-noflip": ("pad_crop",),
+    "imagenet": ("resized_crop", "flip"),
+    "imagenet-noflip": ("resized_crop",),
+}
+
+# Per-source normalization (mean/std after scaling to [0, 1]); anything else: ImageNet statistics.
+DIGITS_MEAN_STD = ((0.5,) * 3, (0.5,) * 3)
+IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def is_tfrecord(source):
+    """True when `source` names TFRecord files (a path or glob ending in .tfrecord/.tfrec)."""
+    return isinstance(source, str) and source.lower().endswith(TFRECORD_SUFFIXES)
+
+
+def write_tfrecord(data, path):
+    """Write `LabeledImages` as a TFRecord of PNG-encoded `image` bytes and int64 `label` features.
+
+    Example:
+        >>> write_tfrecord(datasets.load("digits", (8, 8)), "/tmp/digits.tfrecord")  # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    with tf.io.TFRecordWriter(path) as writer:
+        for image, label in zip(data.x, data.y):
+            png = tf.io.encode_png(np.clip(np.rint(image), 0, 255).astype("uint8")).numpy()
+            features = {"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
+                        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)]))}
+            writer.write(tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString())
+
+
+def load_tfrecord(pattern, image_size, channels=3):
+    """Decode TFRecord files with features `image` (encoded PNG/JPEG bytes) and `label` (int64) into memory."""
+    import tensorflow as tf
+
+    files = sorted(glob.glob(pattern))
+    if not files:
+        raise UserError(f"no TFRecord files match {pattern!r}")
+    schema = {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)}
+
+    def decode(record):
+        example = tf.io.parse_single_example(record, schema)
+        image = tf.io.decode_image(example["image"], channels=channels, expand_animations=False)
+        image = tf.image.resize(tf.cast(image, tf.float32), image_size, antialias=True)
+        return image, example["label"]
+
+    try:
+        pairs = list(tf.data.TFRecordDataset(files).map(decode).batch(1024).as_numpy_iterator())
+    except tf.errors.OpError as error:
+        raise UserError(f"cannot read {pattern!r} as TFRecord of (image, label): {error.message.splitlines()[0]}") from None
+    if not pairs:
+        raise UserError(f"TFRecord files {pattern!r} hold no examples")
+    x = np.concatenate([p[0] for p in pairs]).astype("float32")
+    y = np.concatenate([p[1] for p in pairs]).astype("int64")
+    return datasets.LabeledImages(x, y, [str(i) for i in range(int(y.max()) + 1)], os.path.abspath(pattern))
+
+
+def load_data(source, image_size, channels=3):
+    """Load any supported source (LabeledImages pass through) at `image_size`; UserError when unusable."""
+    if isinstance(source, datasets.LabeledImages):
+        data = source
+    elif is_tfrecord(source):
+        data = load_tfrecord(source, tuple(image_size), channels)
+    else:
+        data = datasets.load(source, tuple(image_size), channels)
+    if data.y is None:
+        raise UserError(f"data {data.source!r} has no labels; training needs integer labels 'y'")
+    if tuple(data.x.shape[1:3]) != tuple(image_size):
+        data = datasets.LabeledImages(datasets.resize(data.x, image_size), data.y, data.class_names, data.source)
+    return data
+
+
+def load_split(source, image_size, channels=3):
+    """(train, held_out) of `source` with the project's fixed split (export verifies on the same held-out part)."""
+    return datasets.split(load_data(source, image_size, channels))
+
+
+def default_spec(source_name, image_size, channels=3):
+    """The preprocessing spec training records: scale 1/255, then mean/std (0.5 for digits, ImageNet else)."""
+    mean, std = DIGITS_MEAN_STD if source_name == "digits" else IMAGENET_MEAN_STD
+    return make_spec(image_size, channels=channels, scale=1 / 255, mean=mean[:channels], std=std[:channels])
+
+
+def resolve_augment(augment, source_name, image_size):
+    """Map "auto" to a table entry (digits: cifar-noflip; <=64 px: cifar; else imagenet); check the name."""
+    if augment == "auto":
+        if source_name == "digits":
+            return "cifar-noflip"
+        return "cifar" if max(image_size) <= 64 else "imagenet"
+    if augment not in AUGMENTATIONS:
+        raise UserError(f"unknown augmentation {augment!r}; allowed: auto, {', '.join(AUGMENTATIONS)}")
+    return augment
+
+
+def _pad_crop(image, seed):
+    import tensorflow as tf
+
+    height, width = image.shape[0], image.shape[1]
+    padded = tf.pad(image, [[PAD_CROP_PIXELS] * 2, [PAD_CROP_PIXELS] * 2, [0, 0]])
+    return tf.image.stateless_random_crop(padded, [height, width, image.shape[2]], seed=seed)
+
+
+def _flip(image, seed):
+    import tensorflow as tf
+
+    return tf.image.stateless_random_flip_left_right(image, seed=seed)
+
+
+def _resized_crop(image, seed):
+    import tensorflow as tf
+
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
+        area_range=RESIZED_CROP_SCALE, aspect_ratio_range=RESIZED_CROP_RATIO, max_attempts=10,
+        use_image_if_no_bounding_boxes=True)
+    crop = tf.slice(image, begin, size)
+    return tf.image.resize(crop, image.shape[:2], antialias=True)
+
+
+_AUGMENT_STEPS = {"pad_crop": _pad_crop, "flip": _flip, "resized_crop": _resized_crop}
+
+
+def augment_image(image, augment, seed):
+    """Apply the `augment` table entry to one raw HWC image with a stateless seed (shape [2] int64)."""
+    import tensorflow as tf
+
+    for index, step in enumerate(AUGMENTATIONS[augment]):
+        image = _AUGMENT_STEPS[step](image, tf.stack([seed[0] + index, seed[1]]))
+    return image
+
+
+def epoch_order(n, seed, epoch):
+    """The permutation of `n` training images used in `epoch` (identical on every worker)."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def train_dataset(data, spec, *, global_batch, epoch, seed, augment, steps, skip_steps=0, input_context=None,
+                  deterministic=True):
+    """Batches `skip_steps..steps-1` of `epoch`: seeded order, stateless augmentation, normalize, batch.
+
+    With `input_context` (from `strategy.distribute_datasets_from_function`) each input pipeline keeps its own
+    interleaved shard of every global batch and batches the per-replica size.
+    """
+    import tensorflow as tf
+
+    order = epoch_order(len(data.x), seed, epoch)
+    images = tf.data.Dataset.from_tensor_slices((data.x[order], data.y[order].astype("int32"))).repeat()
+    images = images.enumerate().skip(skip_steps * global_batch).take((steps - skip_steps) * global_batch)
+    batch = global_batch
+    if input_context is not None:
+        images = images.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        batch = input_context.get_per_replica_batch_size(global_batch)
+    epoch_seed = np.int64(seed) * 1_000_003 + epoch
+
+    def prepare(position, pair):
+        image, label = pair
+        image = augment_image(image, augment, tf.stack([epoch_seed, position]))
+        return normalize(image, spec), label
+
+    images = images.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    return with_options(images.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE), deterministic)
+
+
+def eval_dataset(data, spec, batch_size):
+    """Held-out images with the deterministic eval preprocessing (`normalize` with `spec`), in order."""
+    import tensorflow as tf
+
+    images = tf.data.Dataset.from_tensor_slices((data.x, data.y.astype("int32")))
+    images = images.map(lambda x, y: (normalize(x, spec), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return with_options(images.batch(batch_size).prefetch(tf.data.AUTOTUNE), True)
+
+
+def with_options(dataset, deterministic):
+    """Deterministic order on request; no auto-sharding (we shard explicitly per input pipeline)."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.deterministic = bool(deterministic)
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return dataset.with_options(options)

@@ -1,0 +1,83 @@
+"""The one training step every strategy runs: `strategy.run` of a replica step with a GradientTape.
+
+Per replica: cross-entropy (with label smoothing) averaged over the GLOBAL batch (`tf.nn.compute_average_loss`)
+plus the model's regularization losses scaled by 1/replicas (`tf.nn.scale_regularization_loss`), so the
+all-reduced (summed) gradients equal the single-device gradients of the global batch. Mixed float16 scales the
+loss through `LossScaleOptimizer` (which unscales and skips non-finite steps). With `xla` the forward and
+backward pass is `jit_compile`d; the optimizer update (a cross-replica merge) stays outside XLA.
+
+Example:
+    >>> step = make_train_step(strategy, model, optimizer, num_classes=10, global_batch=64)  # doctest: +SKIP
+    >>> loss_sum, correct = step(next(iterator))  # doctest: +SKIP
+"""
+import keras
+import tensorflow as tf
+
+
+def per_example_loss(labels, probabilities, num_classes, label_smoothing):
+    """Categorical cross-entropy of softmax outputs against (smoothed) one-hot labels, float32."""
+    targets = tf.one_hot(labels, num_classes, dtype=tf.float32)
+    return keras.losses.categorical_crossentropy(targets, tf.cast(probabilities, tf.float32),
+                                                 label_smoothing=label_smoothing)
+
+
+def count_correct(labels, probabilities):
+    """Number of top-1 hits in a batch (float32)."""
+    hits = tf.equal(tf.argmax(probabilities, axis=-1, output_type=tf.int32), tf.cast(labels, tf.int32))
+    return tf.reduce_sum(tf.cast(hits, tf.float32))
+
+
+def make_train_step(strategy, model, optimizer, *, num_classes, global_batch, label_smoothing=0.0, xla=False):
+    """A tf.function `step(batch) -> (summed per-example loss, correct count)` over all replicas."""
+    variables = model.trainable_variables
+    scales_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+
+    def forward_backward(images, labels):
+        with tf.GradientTape() as tape:
+            probabilities = model(images, training=True)
+            losses = per_example_loss(labels, probabilities, num_classes, label_smoothing)
+            loss = tf.nn.compute_average_loss(losses, global_batch_size=global_batch)
+            if model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n([tf.cast(l, tf.float32) for l in model.losses]))
+            scaled = optimizer.scale_loss(loss) if scales_loss else loss
+        gradients = tape.gradient(scaled, variables)
+        return gradients, tf.reduce_sum(losses), count_correct(labels, probabilities)
+
+    if xla:
+        forward_backward = tf.function(forward_backward, jit_compile=True)
+
+    def replica_step(images, labels):
+        gradients, loss_sum, correct = forward_backward(images, labels)
+        optimizer.apply_gradients(zip(gradients, variables))
+        return loss_sum, correct
+
+    @tf.function
+    def step(batch):
+        loss_sum, correct = strategy.run(replica_step, args=batch)
+        reduce = tf.distribute.ReduceOp.SUM
+        return strategy.reduce(reduce, loss_sum, axis=None), strategy.reduce(reduce, correct, axis=None)
+
+    return step
+
+
+def make_eval_step(model, num_classes):
+    """A tf.function `evaluate(images, labels) -> (summed loss, correct)` on one batch, inference mode."""
+
+    @tf.function
+    def evaluate(images, labels):
+        probabilities = model(images, training=False)
+        return (tf.reduce_sum(per_example_loss(labels, probabilities, num_classes, 0.0)),
+                count_correct(labels, probabilities))
+
+    return evaluate
+
+
+def evaluate(eval_step, dataset):
+    """(mean loss, accuracy) of `eval_step` over a (non-distributed) dataset."""
+    loss_sum = correct = count = 0.0
+    for images, labels in dataset:
+        batch_loss, batch_correct = eval_step(images, labels)
+        loss_sum += float(batch_loss)
+        correct += float(batch_correct)
+        count += int(labels.shape[0])
+    return loss_sum / max(count, 1), correct / max(count, 1)
