@@ -1,0 +1,95 @@
+"""Optimizations before conversion: magnitude pruning, weight clustering, quantization-aware training.
+
+`apply` rebuilds the Keras-3 model as a tf_keras twin (`export.twin`), because tfmot only accepts tf_keras
+models, then runs the requested steps in the order prune -> cluster -> QAT, each fine-tuned on the
+training data; later steps preserve what earlier ones did (sparsity-preserving clustering, prune/cluster-
+preserving QAT). The returned tf_keras model converts to TFLite/ONNX through a SavedModel; a QAT model
+holds fake-quant ops, so its TFLite int8 needs no calibration data and its ONNX export has QDQ nodes.
+tfmot is imported lazily and TF_USE_LEGACY_KERAS is left as it was.
+
+Example:
+    >>> import keras, numpy as np
+    >>> inputs = keras.Input((8, 8, 3))
+    >>> x = keras.layers.Conv2D(8, 3, name="conv")(inputs)
+    >>> outputs = keras.layers.Dense(2, activation="softmax", name="fc")(keras.layers.Flatten()(x))
+    >>> model = keras.Model(inputs, outputs)
+    >>> data = (np.random.rand(64, 8, 8, 3).astype("float32"), np.arange(64) % 2)
+    >>> optimized, report = apply(model, {"prune": 0.5, "finetune_epochs": 2, "batch_size": 16}, data)
+    >>> report["prune"]["overall_sparsity"]
+    0.5
+"""
+from export.errors import UserError
+from export.optimize.cluster import cluster
+from export.optimize.prune import STRUCTURES, prune
+from export.optimize.qat import quantize_aware_train
+
+DEFAULT_OPTIONS = {"prune": None, "prune_structure": None, "qat": False, "cluster": None, "finetune_epochs": 2,
+                   "batch_size": 32, "learning_rate": 1e-4}
+MIN_FINETUNE_STEPS = 2
+
+
+def requested(options):
+    """True when `options` ask for any optimization."""
+    return bool(options.get("prune") or options.get("prune_structure") or options.get("qat")
+                or options.get("cluster"))
+
+
+def check_options(options, train_data):
+    """Raise UserError for the first unusable option (or missing data)."""
+    if train_data is None or train_data[0] is None or train_data[1] is None or len(train_data[0]) == 0:
+        raise UserError("--prune/--qat/--cluster need --data for fine-tuning (labeled images)")
+    sparsity, structure = options["prune"], options["prune_structure"]
+    if sparsity is not None and not 0.0 < float(sparsity) < 1.0:
+        raise UserError(f"--prune {sparsity}: sparsity must be strictly between 0 and 1 (e.g. 0.5)")
+    if structure is not None and structure not in STRUCTURES:
+        raise UserError(f"--prune-structure {structure}: allowed: {', '.join(STRUCTURES)}")
+    clusters = options["cluster"]
+    if clusters is not None and (int(clusters) != clusters or clusters < 2):
+        raise UserError(f"--cluster {clusters}: the number of clusters must be an integer >= 2")
+    steps = options["finetune_epochs"] * -(-len(train_data[0]) // options["batch_size"])
+    if steps < MIN_FINETUNE_STEPS:
+        raise UserError(f"fine-tuning would run {steps} step(s); give --finetune-epochs/--data for at least "
+                        f"{MIN_FINETUNE_STEPS}")
+
+
+def as_twin(model):
+    """The tf_keras model to optimize: `model` itself if already tf_keras, else its exact twin."""
+    import tf_keras
+
+    from export.twin import to_tf_keras
+
+    return model if isinstance(model, tf_keras.Model) else to_tf_keras(model)
+
+
+def apply(model, options, train_data, progress=None):
+    """Run the requested optimizations; returns (model_for_conversion, report_dict).
+
+    options: {"prune": float|None, "prune_structure": "2:4"|None, "qat": bool, "cluster": int|None,
+    "finetune_epochs": int, "batch_size": int, "learning_rate": float} (missing keys take DEFAULT_OPTIONS).
+    train_data: (x preprocessed float32 NHWC, y int labels). progress: optional callable
+    progress(description, completed, total), called per fine-tuning batch.
+    Returns `model` unchanged and {} when nothing is requested.
+    """
+    options = {**DEFAULT_OPTIONS, **{k: v for k, v in options.items() if v is not None or k in ("qat",)}}
+    if not requested(options):
+        return model, {}
+    check_options(options, train_data)
+    x, y = train_data
+    fit = {"epochs": int(options["finetune_epochs"]), "batch_size": int(options["batch_size"]),
+           "learning_rate": float(options["learning_rate"]), "progress": progress}
+    current = as_twin(model)
+    report = {"finetune_epochs": fit["epochs"], "qat": bool(options["qat"])}
+    preserve = None
+    if options["prune"] or options["prune_structure"]:
+        current, report["prune"] = prune(current, options["prune"], options["prune_structure"], x, y, **fit)
+        preserve = "sparsity"
+    if options["cluster"]:
+        current, report["cluster"] = cluster(current, int(options["cluster"]), x, y,
+                                             preserve_sparsity=preserve == "sparsity", **fit)
+        preserve = "clusters"
+    if options["qat"]:
+        current, report["qat_details"] = quantize_aware_train(current, x, y, preserve=preserve, **fit)
+    last_step = report.get("qat_details") or report.get("cluster") or report.get("prune")
+    report["final_loss"] = last_step["fine_tune"]["loss"]
+    report["final_accuracy"] = last_step["fine_tune"]["accuracy"]
+    return current, report

@@ -1,0 +1,108 @@
+"""Quantization-aware training with tfmot on a tf_keras twin, annotating layer by layer.
+
+tfmot's whole-model `quantize_model` rejects Multiply (SE, highway gates), Subtract, Rescaling and custom
+layers. Here every layer the default 8-bit registry knows is annotated with its default config; every other
+layer gets `OutputQuantizeConfig` (no weight quantization, fake-quantized output), so the converter sees a
+range for every tensor. The result still contains fake-quant ops: convert it with `Optimize.DEFAULT` to get
+a full-int8 TFLite file, or export it to ONNX to get QDQ nodes.
+
+Example:
+    >>> import numpy as np, tf_keras
+    >>> inputs = tf_keras.Input((8,))
+    >>> model = tf_keras.Model(inputs, tf_keras.layers.Dense(4, name="fc")(inputs))
+    >>> x, y = np.random.rand(32, 8).astype("float32"), np.arange(32) % 4
+    >>> qat_model, report = quantize_aware_train(model, x, y, epochs=1, batch_size=16, learning_rate=1e-4)
+    >>> report["annotated_layers"]
+    {'fc': 'default'}
+"""
+import functools
+
+from export.optimize.finetune import fine_tune
+from export.optimize.tfmot_loader import legacy_keras_env, load_tfmot
+from export.optimize.wrapping import clone_with
+
+@functools.cache
+def output_quantize_config_class():
+    """`OutputQuantizeConfig`: quantize only a layer's output (layers tfmot has no config for)."""
+    tfmot = load_tfmot()
+    quantizers = tfmot.quantization.keras.quantizers
+
+    class OutputQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+        def get_weights_and_quantizers(self, layer):
+            return []
+
+        def get_activations_and_quantizers(self, layer):
+            return []
+
+        def set_quantize_weights(self, layer, quantize_weights):
+            pass
+
+        def set_quantize_activations(self, layer, quantize_activations):
+            pass
+
+        def get_output_quantizers(self, layer):
+            return [quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
+                                                      narrow_range=False)]
+
+        def get_config(self):
+            return {}
+
+    return OutputQuantizeConfig
+
+
+def default_registry():
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry)
+
+    return default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+
+
+def custom_objects(model):
+    """Classes quantize_apply must be able to deserialize: the config class and non-tf_keras layers."""
+    import tf_keras
+
+    objects = {"OutputQuantizeConfig": output_quantize_config_class()}
+    for layer in model.layers:
+        cls = layer.__class__
+        if getattr(tf_keras.layers, cls.__name__, None) is not cls:
+            objects[cls.__name__] = cls
+            objects[tf_keras.saving.get_registered_name(cls)] = cls
+    return objects
+
+
+def annotate(model, tfmot):
+    """(clone of `model` with every layer annotated, {layer name: 'default' | 'output-only'})."""
+    registry = default_registry()
+    kinds = {}
+
+    def wrap(original, clone):
+        config = None if registry.supports(original) else output_quantize_config_class()()
+        kinds[original.name] = "default" if config is None else "output-only"
+        return tfmot.quantization.keras.quantize_annotate_layer(clone, quantize_config=config)
+
+    return clone_with(model, wrap), kinds
+
+
+def quantize_scheme(tfmot, preserve):
+    """The tfmot scheme: keep pruning zeros / cluster centroids when the model was pruned / clustered."""
+    combine = tfmot.experimental.combine
+    if preserve == "clusters":
+        return combine.Default8BitClusterPreserveQuantizeScheme()
+    if preserve == "sparsity":
+        return combine.Default8BitPrunePreserveQuantizeScheme()
+    return tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
+
+
+def quantize_aware_train(model, x, y, epochs, batch_size, learning_rate, preserve=None, progress=None):
+    """QAT-fine-tune a tf_keras model; returns (model with fake-quant ops, report).
+
+    `preserve` is None, "sparsity" (after pruning) or "clusters" (after clustering).
+    """
+    tfmot = load_tfmot()
+    annotated, kinds = annotate(model, tfmot)
+    with legacy_keras_env():
+        with tfmot.quantization.keras.quantize_scope(custom_objects(model)):
+            quantized = tfmot.quantization.keras.quantize_apply(annotated, quantize_scheme(tfmot, preserve))
+        metrics = fine_tune(quantized, x, y, epochs, batch_size, learning_rate, progress=progress,
+                            description="fine-tune (QAT)")
+    return quantized, {"annotated_layers": kinds, "preserve": preserve, "fine_tune": metrics}
