@@ -1,0 +1,151 @@
+"""Edge-target checks for a .tflite file: list its ops and flag what a target cannot run.
+
+Targets (a data table, `TARGETS`):
+- generic: any LiteRT CPU runtime; only dynamic shapes and size are flagged.
+- edgetpu: Edge TPU-style int8 accelerators. Every op must compute in int8/uint8: an op reading or
+  writing a float (or int16) tensor is flagged, except the QUANTIZE of a model input and the DEQUANTIZE of a
+  model output (they run on the CPU at the edges of a full-int8 model with float I/O).
+- gpu: ops outside the LiteRT GPU delegate's operation list (`GPU_DELEGATE_OPS`) would fall back to CPU.
+- micro: ops outside the TensorFlow Lite Micro op resolver (`MICRO_OPS`); micro also caps the file size
+  (`MICRO_DEFAULT_MAX_SIZE` unless `max_size` is given) since the model must fit in MCU flash.
+Every target flags dynamic shapes (a -1 in a tensor's shape signature) and a file larger than `max_size`.
+Ops are read from the flatbuffer with the LiteRT interpreter (`_get_ops_details`, no allocation needed).
+
+Example:
+    >>> report = check_tflite("model_int8.tflite", "edgetpu")  # doctest: +SKIP
+    >>> report["passed"], report["ops"][:2]  # doctest: +SKIP
+    (True, [{'op': 'ADD', 'count': 9}, {'op': 'CONV_2D', 'count': 19}])
+"""
+import collections
+import os
+
+import numpy as np
+
+from export.errors import UserError
+
+# LiteRT GPU delegate (tflite/delegates/gpu/common/model_builder.cc operation parsers; the documented list
+# at ai.google.dev/edge/litert/performance/gpu is a subset).
+GPU_DELEGATE_OPS = frozenset("""
+ABS ADD AVERAGE_POOL_2D BATCH_MATMUL CAST CONCATENATION CONV_2D COS CUMSUM DENSIFY DEPTHWISE_CONV_2D
+DEPTH_TO_SPACE DEQUANTIZE DIV ELU EQUAL EXP FLOOR FLOOR_DIV FLOOR_MOD FULLY_CONNECTED GATHER GREATER
+GREATER_EQUAL HARD_SWISH LEAKY_RELU LESS LESS_EQUAL LOG LOGICAL_AND LOGISTIC MAXIMUM MAX_POOL_2D MEAN
+MINIMUM MIRROR_PAD MUL NEG NOT_EQUAL ONE_HOT PACK PAD PADV2 POW PRELU QUANTIZE REDUCE_MAX REDUCE_MIN
+REDUCE_PROD RELU RELU6 RELU_N1_TO_1 RESHAPE RESIZE_BILINEAR RESIZE_NEAREST_NEIGHBOR RSQRT SELECT_V2 SIN
+SLICE SOFTMAX SPACE_TO_DEPTH SPLIT SPLIT_V SQRT SQUARE SQUARED_DIFFERENCE STRIDED_SLICE SUB SUM TANH TILE
+TRANSPOSE TRANSPOSE_CONV
+""".split())
+
+# TensorFlow Lite Micro builtin kernels (tflite-micro micro_mutable_op_resolver.h `Add...` methods).
+MICRO_OPS = frozenset("""
+ABS ADD ADD_N ARG_MAX ARG_MIN ASSIGN_VARIABLE AVERAGE_POOL_2D BATCH_MATMUL BATCH_TO_SPACE_ND BROADCAST_ARGS
+BROADCAST_TO CALL_ONCE CAST CEIL CONCATENATION CONV_2D COS CUMSUM DEPTH_TO_SPACE DEPTHWISE_CONV_2D
+DEQUANTIZE DIV ELU EMBEDDING_LOOKUP EQUAL EXP EXPAND_DIMS FILL FLOOR FLOOR_DIV FLOOR_MOD FULLY_CONNECTED
+GATHER GATHER_ND GREATER GREATER_EQUAL HARD_SWISH IF L2_NORMALIZATION L2_POOL_2D LEAKY_RELU LESS LESS_EQUAL
+LOG LOG_SOFTMAX LOGICAL_AND LOGICAL_NOT LOGICAL_OR LOGISTIC MAX_POOL_2D MAXIMUM MEAN MINIMUM MIRROR_PAD MUL
+NEG NOT_EQUAL PACK PAD PADV2 PRELU QUANTIZE READ_VARIABLE REDUCE_MAX REDUCE_MIN RELU RELU6 RESHAPE
+RESIZE_BILINEAR RESIZE_NEAREST_NEIGHBOR REVERSE_V2 ROUND RSQRT SELECT_V2 SHAPE SIN SLICE SOFTMAX
+SPACE_TO_BATCH_ND SPACE_TO_DEPTH SPLIT SPLIT_V SQRT SQUARE SQUARED_DIFFERENCE SQUEEZE STRIDED_SLICE SUB SUM
+SVDF TANH TRANSPOSE TRANSPOSE_CONV UNIDIRECTIONAL_SEQUENCE_LSTM UNPACK VAR_HANDLE WHILE ZEROS_LIKE
+""".split())
+
+MICRO_DEFAULT_MAX_SIZE = 1 << 20  # 1 MiB: a typical microcontroller flash budget for the model
+NON_INTEGER_DTYPES = ("float16", "float32", "float64", "int16")  # what an int8 accelerator cannot compute in
+EDGE_OPS = {"QUANTIZE": "inputs", "DEQUANTIZE": "outputs"}  # allowed float at the model's input/output edge
+
+TARGETS = {
+    "generic": {"supported_ops": None, "integer_only": False, "default_max_size": None},
+    "edgetpu": {"supported_ops": None, "integer_only": True, "default_max_size": None},
+    "gpu": {"supported_ops": GPU_DELEGATE_OPS, "integer_only": False, "default_max_size": None},
+    "micro": {"supported_ops": MICRO_OPS, "integer_only": False, "default_max_size": MICRO_DEFAULT_MAX_SIZE},
+}
+
+
+def check_tflite(path, target="generic", max_size=None):
+    """Check the .tflite file at `path` against `target`; returns
+    {"target", "ops": [{"op", "count"}] sorted by name, "problems": [one line each], "passed": bool}.
+
+    Example:
+        >>> sorted(TARGETS)
+        ['edgetpu', 'generic', 'gpu', 'micro']
+    """
+    if target not in TARGETS:
+        raise UserError(f"unknown target {target!r}; allowed: {', '.join(sorted(TARGETS))}")
+    if not os.path.isfile(path):
+        raise UserError(f"TFLite file {os.fspath(path)!r} does not exist")
+    spec = TARGETS[target]
+    graph = read_graph(path)
+    problems = dynamic_shape_problems(graph)
+    problems += size_problems(path, max_size or spec["default_max_size"])
+    if spec["supported_ops"] is not None:
+        problems += unsupported_op_problems(graph, spec["supported_ops"], target)
+    if spec["integer_only"]:
+        problems += float_op_problems(graph)
+    return {"target": target, "ops": op_counts(graph), "problems": problems, "passed": not problems}
+
+
+def read_graph(path):
+    """{"ops": [{"op_name", "inputs", "outputs"}], "tensors": {index: detail}, "inputs", "outputs"}."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=os.fspath(path))
+    return {
+        "ops": interpreter._get_ops_details(),
+        "tensors": {t["index"]: t for t in interpreter.get_tensor_details()},
+        "inputs": {t["index"] for t in interpreter.get_input_details()},
+        "outputs": {t["index"] for t in interpreter.get_output_details()},
+    }
+
+
+def op_counts(graph):
+    counts = collections.Counter(op["op_name"] for op in graph["ops"])
+    return [{"op": name, "count": counts[name]} for name in sorted(counts)]
+
+
+def dynamic_shape_problems(graph):
+    """One line per model input/output tensor whose shape has an unknown (-1) dimension."""
+    problems = []
+    for index in sorted(graph["inputs"] | graph["outputs"]):
+        tensor = graph["tensors"][index]
+        signature = tensor.get("shape_signature", tensor["shape"])
+        if any(int(d) < 0 for d in signature):
+            problems.append(f"dynamic shape {list(map(int, signature))} on tensor {tensor['name']!r}")
+    return problems
+
+
+def size_problems(path, max_size):
+    size = os.path.getsize(path)
+    if max_size and size > max_size:
+        return [f"file size {size:,} bytes exceeds the limit of {int(max_size):,} bytes"]
+    return []
+
+
+def unsupported_op_problems(graph, supported_ops, target):
+    counts = collections.Counter(op["op_name"] for op in graph["ops"] if op["op_name"] not in supported_ops)
+    return [f"{name} (x{counts[name]}) is not supported by the {target} target" for name in sorted(counts)]
+
+
+def tensor_dtype(graph, index):
+    return np.dtype(graph["tensors"][index]["dtype"]).name
+
+
+def is_edge_conversion(op, graph):
+    """QUANTIZE of a model input or DEQUANTIZE into a model output: float only at the model's edge."""
+    side = EDGE_OPS.get(op["op_name"])
+    if side == "inputs":
+        return all(i in graph["inputs"] for i in op["inputs"] if i >= 0)
+    if side == "outputs":
+        return all(o in graph["outputs"] for o in op["outputs"] if o >= 0)
+    return False
+
+
+def float_op_problems(graph):
+    """One line per op type that reads or writes float/int16 tensors (besides edge QUANTIZE/DEQUANTIZE)."""
+    offenders = collections.defaultdict(set)
+    for op in graph["ops"]:
+        if is_edge_conversion(op, graph):
+            continue
+        dtypes = {tensor_dtype(graph, i) for i in [*op["inputs"], *op["outputs"]] if i >= 0}
+        for dtype in sorted(dtypes & set(NON_INTEGER_DTYPES)):
+            offenders[op["op_name"]].add(dtype)
+    return [f"{name} computes in {'/'.join(sorted(dtypes))}; the edgetpu target needs int8/uint8 ops"
+            for name, dtypes in sorted(offenders.items())]

@@ -1,0 +1,45 @@
+"""Fixtures for the optimization and edge-target tests: digits at 32x32 and one tiny trained CIFAR ResNet."""
+import os
+
+import numpy as np
+import pytest
+
+IMAGE_SIZE = (32, 32)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """(x_train, y_train, x_held_out, y_held_out), preprocessed with the default [0, 1] spec."""
+    from export import datasets
+    from export.preprocess import make_spec, normalize
+
+    train, held_out = datasets.split(datasets.load("digits", image_size=IMAGE_SIZE))
+    spec = make_spec(IMAGE_SIZE)
+    return normalize(train.x, spec), train.y, normalize(held_out.x, spec), held_out.y
+
+
+@pytest.fixture(scope="session")
+def trained_resnet(digits):
+    """An 8-layer CIFAR ResNet (width 4, option-A shortcuts) trained 3 epochs on digits (Keras 3)."""
+    import keras
+
+    from reszoo.models.cifar import CifarResNet
+
+    x, y, _, _ = digits
+    keras.utils.set_random_seed(0)
+    model = CifarResNet(8, width=4, input_shape=(*IMAGE_SIZE, 3), num_classes=10)
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=3, batch_size=32, verbose=0)
+    return model
+
+
+@pytest.fixture
+def no_legacy_env():
+    """Assert a test leaves TF_USE_LEGACY_KERAS exactly as it found it."""
+    before = os.environ.get("TF_USE_LEGACY_KERAS")
+    yield
+    assert os.environ.get("TF_USE_LEGACY_KERAS") == before
+
+
+def accuracy(outputs, labels):
+    return float(np.mean(np.argmax(outputs, axis=1) == labels))
