@@ -1,0 +1,1 @@
+"""Converters from one traced SavedModel to deployable files: `tflite` and `onnx`."""

@@ -1,0 +1,130 @@
+"""SavedModel -> ONNX (tf2onnx, pinned opset) and ONNX -> int8 QDQ / dynamic-int8 (onnxruntime.quantization).
+
+The serving signature is frozen and its XLA-compiled sub-functions (Keras wraps grouped convolutions in
+`jit_compile=True` functions) are made inlinable before tf2onnx sees the graph; otherwise tf2onnx leaves an
+unsupported `StatefulPartitionedCall` (onnx/tensorflow-onnx#2099). Input/output names match the SavedModel
+signature. The batch dimension follows the SavedModel (1 unless exported with a dynamic batch).
+
+Example:
+    >>> to_onnx("work/saved_model", "model_fp32.onnx")  # doctest: +SKIP
+    >>> quantize_int8("model_fp32.onnx", "model_int8.onnx", calibration=x_train[:300])  # doctest: +SKIP
+"""
+import json
+import os
+import tempfile
+
+import numpy as np
+
+OPSET = 17
+XLA_ATTRIBUTES = ("_XlaMustCompile", "_XlaCompile", "_XlaScope", "_noinline")
+
+
+def _strip_xla_attributes(graph_def):
+    """Let grappler inline functions that Keras marked as XLA-compiled (in place)."""
+    def strip(attributes):
+        for key in XLA_ATTRIBUTES:
+            if key in attributes:
+                del attributes[key]
+
+    for node in graph_def.node:
+        strip(node.attr)
+    for function in graph_def.library.function:
+        strip(function.attr)
+        for node in function.node_def:
+            strip(node.attr)
+    return graph_def
+
+
+def _frozen_serving_graph(saved_model_dir):
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    loaded = tf.saved_model.load(saved_model_dir)  # keep alive: the signature references its variables
+    signature = loaded.signatures["serving_default"]
+    (input_name, spec), = signature.structured_input_signature[1].items()
+    output_name = next(iter(signature.structured_outputs))
+
+    @tf.function
+    def serve(x):
+        return {output_name: signature(**{input_name: x})[output_name]}
+
+    concrete = serve.get_concrete_function(tf.TensorSpec(spec.shape, tf.float32, name=input_name))
+    frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=False, aggressive_inlining=True)
+    del loaded
+    graph_def = _strip_xla_attributes(frozen.graph.as_graph_def(add_shapes=True))
+    inputs = [t.name for t in frozen.inputs if t.dtype != tf.resource]
+    outputs = [t.name for t in frozen.outputs]
+    return graph_def, inputs, outputs, {inputs[0]: input_name, outputs[0]: output_name}
+
+
+def to_onnx(saved_model_dir, path, opset=OPSET):
+    """Convert the SavedModel's serving signature to an ONNX file at `path` (opset `opset`)."""
+    import tf2onnx
+
+    graph_def, inputs, outputs, renames = _frozen_serving_graph(saved_model_dir)
+    tf2onnx.convert.from_graph_def(graph_def, input_names=inputs, output_names=outputs, opset=opset,
+                                   tensors_to_rename=renames, output_path=os.fspath(path))
+    return path
+
+
+class _SampleReader:
+    """onnxruntime CalibrationDataReader over preprocessed samples, in the model's batch size."""
+
+    def __init__(self, samples, input_name, batch):
+        self.batches = iter([samples[i:i + batch] for i in range(0, len(samples), batch)])
+        self.input_name = input_name
+
+    def get_next(self):
+        chunk = next(self.batches, None)
+        return None if chunk is None else {self.input_name: np.asarray(chunk, dtype="float32")}
+
+
+def _input_name_and_batch(path):
+    import onnx
+
+    graph_input = onnx.load(os.fspath(path), load_external_data=False).graph.input[0]
+    batch_dim = graph_input.type.tensor_type.shape.dim[0]
+    return graph_input.name, batch_dim.dim_value if batch_dim.HasField("dim_value") else 32
+
+
+def quantize_int8(fp32_path, path, calibration):
+    """Static int8 QDQ quantization (per-channel weights) after `quant_pre_process`, calibrated on samples."""
+    from onnxruntime import quantization as q
+
+    input_name, batch = _input_name_and_batch(fp32_path)
+    with tempfile.TemporaryDirectory() as work:
+        prepared = os.path.join(work, "prepared.onnx")
+        q.quant_pre_process(os.fspath(fp32_path), prepared, skip_symbolic_shape=True)
+        q.quantize_static(prepared, os.fspath(path), _SampleReader(calibration, input_name, batch),
+                          quant_format=q.QuantFormat.QDQ, per_channel=True, activation_type=q.QuantType.QInt8,
+                          weight_type=q.QuantType.QInt8, calibrate_method=q.CalibrationMethod.MinMax)
+    return path
+
+
+def quantize_dynamic(fp32_path, path):
+    """Dynamic quantization: int8 weights, activations quantized at run time."""
+    from onnxruntime import quantization as q
+
+    q.quantize_dynamic(os.fspath(fp32_path), os.fspath(path), weight_type=q.QuantType.QUInt8)
+    return path
+
+
+def embed_metadata(path, entries):
+    """Store `entries` (str -> JSON-able) in the ONNX file's metadata_props (rewrites the file)."""
+    import onnx
+
+    model = onnx.load(os.fspath(path))
+    existing = {p.key: p for p in model.metadata_props}
+    for key, value in entries.items():
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        prop = existing.get(key) or model.metadata_props.add()
+        prop.key, prop.value = key, text
+    onnx.save(model, os.fspath(path))
+    return path
+
+
+def read_metadata(path):
+    """The ONNX file's metadata_props as a dict of strings."""
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(os.fspath(path), load_external_data=False).metadata_props}

@@ -1,0 +1,72 @@
+"""SavedModel -> TFLite flatbuffer at one precision (a table of converter settings per precision).
+
+Precisions: fp32, fp16 (float16 weights), dynamic (int8 weights, float activations), int8 (full integer,
+calibrated with a representative dataset; `int8_io` makes input/output tensors int8 too, their scale and
+zero point are in the file and in the manifest), int16x8 (int16 activations, int8 weights).
+
+Example:
+    >>> flatbuffer = convert("exports/_work/saved_model", "int8", calibration=x_train[:300])  # doctest: +SKIP
+"""
+import numpy as np
+
+from export.errors import UserError
+
+
+def _representative(calibration):
+    def samples():
+        for sample in calibration:
+            yield [np.asarray(sample[None], dtype="float32")]
+
+    return samples
+
+
+def _fp32(converter, tf, calibration, int8_io):
+    return converter
+
+
+def _fp16(converter, tf, calibration, int8_io):
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+    return converter
+
+
+def _dynamic(converter, tf, calibration, int8_io):
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    return converter
+
+
+def _int8(converter, tf, calibration, int8_io):
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = _representative(calibration)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if int8_io:
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return converter
+
+
+def _int16x8(converter, tf, calibration, int8_io):
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = _representative(calibration)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    return converter
+
+
+SETTINGS = {"fp32": _fp32, "fp16": _fp16, "dynamic": _dynamic, "int8": _int8, "int16x8": _int16x8}
+CALIBRATED = ("int8", "int16x8")
+
+
+def convert(saved_model_dir, precision, calibration=None, int8_io=False):
+    """TFLite flatbuffer bytes of the SavedModel at `precision`.
+
+    `calibration`: preprocessed float32 samples (N, H, W, C), required for int8 and int16x8.
+    `int8_io` only applies to int8 (int8 input and output tensors).
+    """
+    import tensorflow as tf
+
+    if precision not in SETTINGS:
+        raise UserError(f"TFLite has no precision {precision!r}; allowed: {', '.join(SETTINGS)}")
+    if precision in CALIBRATED and (calibration is None or len(calibration) == 0):
+        raise UserError(f"TFLite {precision} needs calibration data (--data)")
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+    return SETTINGS[precision](converter, tf, calibration, int8_io and precision == "int8").convert()

@@ -1,0 +1,211 @@
+"""Run any exported artifact in the runtime that will run it on the device, behind one interface.
+
+    runner = load_runner(path, format, threads=None)
+    runner.predict(x)            # x: preprocessed float32 NHWC batch -> float32 outputs (N, ...)
+    runner.latency_ms(x_one, runs=30, warmup=5)   # list of per-call milliseconds at batch 1
+    runner.inputs, runner.outputs                 # [{"name","shape","dtype","quantization"}]
+
+Runtimes: TFLite -> `ai_edge_litert` Interpreter (num_threads), ONNX -> onnxruntime (intra_op threads),
+SavedModel -> TensorFlow, keras -> Keras. Int8 input/output tensors are quantized/dequantized with the
+scale and zero point recorded in the file, so callers always pass and receive float32. Artifacts with a
+static batch of 1 are run one sample at a time. This API is stable: benchmarks import it.
+
+Example:
+    >>> runner = load_runner("exports/resnet20/resnet20_int8.tflite", "tflite", threads=1)  # doctest: +SKIP
+    >>> runner.predict(x).argmax(-1)  # doctest: +SKIP
+"""
+import os
+import time
+
+import numpy as np
+
+from export.errors import UserError
+
+CHUNK = 64  # batch size used for artifacts with a dynamic batch dimension
+
+
+def _tensor_info(name, shape, dtype, scale=None, zero_point=None):
+    quantization = None if not scale else {"scale": float(scale), "zero_point": int(zero_point)}
+    return {"name": name, "shape": [int(d) if d is not None else -1 for d in shape], "dtype": str(dtype),
+            "quantization": quantization}
+
+
+def quantize(x, quantization, dtype):
+    """Float -> integer tensor with `quantization` = {"scale", "zero_point"}."""
+    info = np.iinfo(dtype)
+    q = np.round(x / quantization["scale"] + quantization["zero_point"])
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize(q, quantization):
+    """Integer tensor -> float32 with `quantization` = {"scale", "zero_point"}."""
+    return ((q.astype("float32") - quantization["zero_point"]) * quantization["scale"]).astype("float32")
+
+
+class Runner:
+    """Common behaviour: batching by the artifact's batch size and batch-1 latency measurement."""
+
+    batch = None  # 1 for static batch-1 artifacts, None for dynamic
+
+    def run_batch(self, x):
+        raise TypeError("subclasses implement run_batch")
+
+    def predict(self, x):
+        """Float32 outputs for a preprocessed float32 batch (any N)."""
+        x = np.asarray(x, dtype="float32")
+        step = self.batch or CHUNK
+        return np.concatenate([self.run_batch(x[i:i + step]) for i in range(0, len(x), step)])
+
+    def latency_ms(self, x_one, runs=30, warmup=5):
+        """Milliseconds of `runs` single-sample calls after `warmup` untimed calls."""
+        x_one = np.asarray(x_one, dtype="float32")[:1]
+        for _ in range(warmup):
+            self.run_batch(x_one)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            self.run_batch(x_one)
+            times.append((time.perf_counter() - start) * 1000.0)
+        return times
+
+
+class TFLiteRunner(Runner):
+    """A .tflite file in the ai_edge_litert interpreter."""
+
+    def __init__(self, path, threads=None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_path=os.fspath(path), num_threads=threads)
+        self.interpreter.allocate_tensors()
+        self.input, = self.interpreter.get_input_details()
+        self.output, = self.interpreter.get_output_details()
+        self.batch = 1 if int(self.input["shape_signature"][0]) == 1 else None
+        self.inputs = [self._info(self.input)]
+        self.outputs = [self._info(self.output)]
+        self._shape = None
+
+    @staticmethod
+    def _info(detail):
+        scale, zero_point = detail["quantization"]
+        quantized = np.issubdtype(detail["dtype"], np.integer)
+        return _tensor_info(detail["name"], detail["shape_signature"], np.dtype(detail["dtype"]).name,
+                            scale if quantized else None, zero_point)
+
+    def run_batch(self, x):
+        if self.batch is None and self._shape != x.shape:
+            self.interpreter.resize_tensor_input(self.input["index"], x.shape)
+            self.interpreter.allocate_tensors()
+            self._shape = x.shape
+        quantization = self.inputs[0]["quantization"]
+        feed = quantize(x, quantization, self.input["dtype"]) if quantization else x
+        self.interpreter.set_tensor(self.input["index"], feed)
+        self.interpreter.invoke()
+        out = self.interpreter.get_tensor(self.output["index"])
+        quantization = self.outputs[0]["quantization"]
+        return dequantize(out, quantization) if quantization else out.astype("float32")
+
+
+class OnnxRunner(Runner):
+    """An .onnx file in onnxruntime (CPU)."""
+
+    def __init__(self, path, threads=None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+        graph_input, = self.session.get_inputs()
+        self.input_name = graph_input.name
+        self.batch = 1 if graph_input.shape[0] == 1 else None
+        self.inputs = [_tensor_info(i.name, [d if isinstance(d, int) else None for d in i.shape],
+                                    i.type.replace("tensor(", "").replace(")", "").replace("float", "float32"))
+                       for i in self.session.get_inputs()]
+        self.outputs = [_tensor_info(o.name, [d if isinstance(d, int) else None for d in o.shape],
+                                     o.type.replace("tensor(", "").replace(")", "").replace("float", "float32"))
+                        for o in self.session.get_outputs()]
+
+    def run_batch(self, x):
+        return self.session.run(None, {self.input_name: x})[0].astype("float32")
+
+
+class SavedModelRunner(Runner):
+    """A SavedModel directory's serving_default signature in TensorFlow."""
+
+    def __init__(self, path, threads=None):
+        import tensorflow as tf
+
+        _set_tf_threads(threads)
+        self.loaded = tf.saved_model.load(os.fspath(path))  # owns the variables the signature reads
+        self.signature = self.loaded.signatures["serving_default"]
+        (self.input_name, spec), = self.signature.structured_input_signature[1].items()
+        self.output_name = next(iter(self.signature.structured_outputs))
+        self.batch = 1 if spec.shape[0] == 1 else None
+        out_spec = self.signature.structured_outputs[self.output_name]
+        self.inputs = [_tensor_info(self.input_name, spec.shape.as_list(), spec.dtype.name)]
+        self.outputs = [_tensor_info(self.output_name, out_spec.shape.as_list(), out_spec.dtype.name)]
+        self._tf = tf
+
+    def run_batch(self, x):
+        return self.signature(**{self.input_name: self._tf.constant(x)})[self.output_name].numpy()
+
+
+class KerasRunner(Runner):
+    """A Keras model (a .keras file, or an in-memory model via `KerasRunner.from_model`)."""
+
+    def __init__(self, path, threads=None):
+        import keras
+
+        _set_tf_threads(threads)
+        self.use(keras.saving.load_model(os.fspath(path), safe_mode=True))
+
+    @classmethod
+    def from_model(cls, model):
+        """Wrap an already-loaded Keras (or tf_keras) model."""
+        runner = cls.__new__(cls)
+        runner.use(model)
+        return runner
+
+    def use(self, model):
+        import tensorflow as tf
+
+        self.model = model
+        self._call = tf.function(lambda x: model(x, training=False))  # graph mode: fair batch-1 latency
+        self.inputs = [_tensor_info(model.inputs[0].name, model.input_shape, "float32")]
+        self.outputs = [_tensor_info("output_0", model.output_shape, "float32")]
+
+    def predict(self, x):
+        return np.asarray(self.model.predict(np.asarray(x, dtype="float32"), batch_size=CHUNK, verbose=0),
+                          dtype="float32")
+
+    def run_batch(self, x):
+        return np.asarray(self._call(x), dtype="float32")
+
+
+def _set_tf_threads(threads):
+    if not threads:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # already initialized in this process; keep the existing setting
+        pass
+
+
+RUNNERS = {"tflite": TFLiteRunner, "onnx": OnnxRunner, "saved_model": SavedModelRunner, "keras": KerasRunner}
+
+
+def load_runner(path, format, threads=None):
+    """A runner for the artifact at `path` of `format` (tflite, onnx, saved_model, keras).
+
+    Example:
+        >>> load_runner("model.onnx", "onnx", threads=1).predict(x)  # doctest: +SKIP
+    """
+    if format not in RUNNERS:
+        raise UserError(f"no runtime for format {format!r}; allowed: {', '.join(RUNNERS)}")
+    if not os.path.exists(path):
+        raise UserError(f"artifact {os.fspath(path)!r} does not exist")
+    return RUNNERS[format](path, threads)
