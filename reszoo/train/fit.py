@@ -163,8 +163,9 @@ def fit(model_or_name, data, *, epochs, batch_size, strategy="auto", lr=None, op
             history.append(record)
             if checkpointer:
                 checkpointer.save(step, fingerprint)
-            if best_path and val_accuracy > best_accuracy:
-                best_accuracy = val_accuracy
+            improved = val_accuracy > best_accuracy
+            best_accuracy = max(best_accuracy, val_accuracy)
+            if best_path and improved:
                 save_with_metadata(model, plan, best_path, metadata, recipe, history, "best")
             log.epoch(epoch + 1, record, history)
     finally:

@@ -4,7 +4,8 @@ Per replica: cross-entropy (with label smoothing) averaged over the GLOBAL batch
 plus the model's regularization losses scaled by 1/replicas (`tf.nn.scale_regularization_loss`), so the
 all-reduced (summed) gradients equal the single-device gradients of the global batch. Mixed float16 scales the
 loss through `LossScaleOptimizer` (which unscales and skips non-finite steps). With `xla` the forward and
-backward pass is `jit_compile`d; the optimizer update (a cross-replica merge) stays outside XLA.
+backward pass is `jit_compile`d; the optimizer update (a cross-replica merge) stays outside XLA. Batch-norm
+moving statistics are averaged over replicas after every step, so all replicas hold identical variables.
 
 Example:
     >>> step = make_train_step(strategy, model, optimizer, num_classes=10, global_batch=64)  # doctest: +SKIP
@@ -27,6 +28,18 @@ def count_correct(labels, probabilities):
     return tf.reduce_sum(tf.cast(hits, tf.float32))
 
 
+def average_across_replicas(statistics):
+    """Set non-trainable float variables (BN moving mean/variance) to their mean over replicas.
+
+    Keras 3 creates them with aggregation NONE, so each replica would keep its own batch statistics; since
+    the moving average is linear, averaging every step equals tracking the global batch's statistics.
+    """
+    context = tf.distribute.get_replica_context()
+    means = context.all_reduce(tf.distribute.ReduceOp.MEAN, [tf.identity(v.value) for v in statistics])
+    for variable, mean in zip(statistics, means):
+        variable.assign(mean)
+
+
 def make_train_step(strategy, model, optimizer, *, num_classes, global_batch, label_smoothing=0.0, xla=False):
     """A tf.function `step(batch) -> (summed per-example loss, correct count)` over all replicas."""
     variables = model.trainable_variables
@@ -46,9 +59,13 @@ def make_train_step(strategy, model, optimizer, *, num_classes, global_batch, la
     if xla:
         forward_backward = tf.function(forward_backward, jit_compile=True)
 
+    statistics = [v for v in model.non_trainable_variables if "float" in str(v.dtype)]
+
     def replica_step(images, labels):
         gradients, loss_sum, correct = forward_backward(images, labels)
         optimizer.apply_gradients(zip(gradients, variables))
+        if strategy.num_replicas_in_sync > 1:
+            average_across_replicas(statistics)
         return loss_sum, correct
 
     @tf.function
