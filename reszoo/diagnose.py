@@ -1,14 +1,16 @@
 """Gradient-flow and activation diagnostics per residual block, at initialisation and after N SGD steps.
 
-A *block* is any layer named ``conv{stage}_block{b}_out`` (the CIFAR, plain, highway and ImageNet families all
-follow this naming); blocks are ordered by (stage, b), i.e. by depth. For one fixed batch, with batch norm in
+A *block* ``conv{stage}_block{b}`` is found by its output layer: ``{block}_out`` (CIFAR, plain, highway and
+ImageNet v1 families), or ``{block}_add`` when the block has no ``_out`` layer (pre-activation ResNet v2, whose
+blocks end at the addition); blocks are ordered by (stage, b), i.e. by depth. For one fixed batch, with batch norm in
 training mode (batch statistics, as during a training step) and L = mean sparse cross-entropy over the batch:
 
 - ``grad_norm``: ||dL/dh||_2, the L2 norm of the loss gradient w.r.t. the block output tensor h (the whole
   batch tensor, all elements) -- how much gradient reaches the block from above;
 - ``weight_grad_norm``: sqrt(sum ||dL/dW||_2^2) over the trainable weights of every layer named ``{block}_*``
   (convs, batch norms, highway gate conv) -- how much the block's own parameters are pushed;
-- ``mean``, ``std``, ``zero_fraction``: statistics of h over the batch (h is post-ReLU, so zeros are dead units);
+- ``mean``, ``std``, ``zero_fraction``: statistics of h over the batch (``_out`` is post-ReLU, so its zeros are
+  inactive units);
 - ``gate_mean`` (highway models): mean of T over the batch, T = the ``{block}_gate`` layer output in (0, 1).
 
 Flags compare the first and last block (``ratio = grad_norm[first] / grad_norm[last]``) against
@@ -20,6 +22,7 @@ Example:
     >>> find_blocks(reszoo.create_model("resnet20", width=4))[:2]
     ['conv2_block1', 'conv2_block2']
 """
+import functools
 import math
 import re
 
@@ -27,7 +30,8 @@ import numpy as np
 
 from export.errors import UserError
 
-BLOCK_OUTPUT = re.compile(r"^conv(\d+)_block(\d+)_out$")
+BLOCK_OUTPUT = re.compile(r"^(conv(\d+)_block(\d+))_(out|add)$")
+OUTPUT_SUFFIXES = ("out", "add")  # preference order for a block's output layer
 
 # name -> (first/last grad-norm ratio test, limit, meaning). Kept as data so docs, JSON and code agree.
 GRADIENT_THRESHOLDS = {
@@ -37,7 +41,7 @@ GRADIENT_THRESHOLDS = {
 COMPARE = {"below": lambda value, limit: value < limit, "above": lambda value, limit: value > limit}
 
 DEFINITIONS = {
-    "block": "layer named conv{stage}_block{b}_out, ordered by (stage, b)",
+    "block": "conv{stage}_block{b}, output layer '{block}_out' (else '{block}_add'), ordered by (stage, b)",
     "loss": "mean sparse categorical cross-entropy over one fixed batch; batch norm in training mode",
     "grad_norm": "L2 norm of dL/d(block output) over the whole batch tensor",
     "weight_grad_norm": "sqrt of the summed squared L2 norms of dL/dW over trainable weights of layers '{block}_*'",
@@ -55,15 +59,22 @@ def find_blocks(model):
         >>> len(find_blocks(reszoo.create_model("plain56", width=4)))
         27
     """
-    found = []
+    return list(block_outputs(model))
+
+
+def block_outputs(model):
+    """{block: its output layer name} in depth order (``{block}_out``, else ``{block}_add``); UserError when none."""
+    suffixes = {}
     for layer in model.layers:
         match = BLOCK_OUTPUT.match(layer.name)
         if match:
-            found.append(((int(match.group(1)), int(match.group(2))), layer.name[: -len("_out")]))
-    if not found:
-        raise UserError(f"model {model.name!r} has no layers named conv{{stage}}_block{{b}}_out; "
-                        "diagnose needs the zoo's block naming")
-    return [name for _, name in sorted(found)]
+            key = (int(match.group(2)), int(match.group(3)), match.group(1))
+            suffixes.setdefault(key, set()).add(match.group(4))
+    if not suffixes:
+        raise UserError(f"model {model.name!r} has no residual blocks (layers named conv{{stage}}_block{{b}}_out "
+                        "or _add); diagnose needs the zoo's block naming")
+    return {key[2]: f"{key[2]}_{next(s for s in OUTPUT_SUFFIXES if s in found)}"
+            for key, found in sorted(suffixes.items())}
 
 
 def gate_layer_names(model, blocks):
@@ -100,9 +111,10 @@ class BlockProbe:
         import keras
 
         self.model = model
-        self.blocks = find_blocks(model)
+        self.outputs = block_outputs(model)
+        self.blocks = list(self.outputs)
         self.gates = gate_layer_names(model, self.blocks)
-        taps = [model.get_layer(f"{b}_out").output for b in self.blocks]
+        taps = [model.get_layer(self.outputs[b]).output for b in self.blocks]
         taps += [model.get_layer(self.gates[b]).output for b in self.blocks if b in self.gates]
         self.tapped = keras.Model(model.input, taps + [model.output], name=f"{model.name}_probe")
         self.weights = [block_weights(model, b) for b in self.blocks]
@@ -239,10 +251,12 @@ def diagnose_model(model, x, y, *, steps=50, batch_size=64, learning_rate=0.05, 
     init = probe.snapshot(x[probe_idx], y[probe_idx], step=0)
     sgd_steps(model, x, y, steps=steps, batch_size=batch_size, learning_rate=learning_rate, seed=seed)
     trained = probe.snapshot(x[probe_idx], y[probe_idx], step=steps)
-    return {"name": model.name, "blocks": probe.blocks, "highway": bool(probe.gates),
+    return {"name": model.name, "blocks": probe.blocks, "block_outputs": list(probe.outputs.values()),
+            "highway": bool(probe.gates),
             "params": int(model.count_params()), "snapshots": {"init": init, "trained": trained}}
 
 
+@functools.lru_cache(maxsize=4)
 def load_training_data(source, image_size, channels=3):
     """Preprocessed train part of `source` (export.datasets split) as (x, y, class_names)."""
     from export import datasets, preprocess

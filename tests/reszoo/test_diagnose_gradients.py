@@ -118,7 +118,7 @@ def test_blocks_are_ordered_by_depth_across_stages():
 def test_model_without_block_naming_is_a_user_error():
     inputs = keras.Input((8, 8, 3))
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(inputs)), name="mlp")
-    with pytest.raises(UserError, match="conv\\{stage\\}_block\\{b\\}_out"):
+    with pytest.raises(UserError, match="no residual blocks"):
         find_blocks(model)
 
 
@@ -137,3 +137,17 @@ def test_training_steps_change_the_trained_snapshot_only():
     assert init["step"] == 0 and trained["step"] == 5
     assert trained["loss"] < init["loss"]  # 5 steps on 32 fixed samples always fit them somewhat
     assert report["blocks"] == [row["name"] for row in init["blocks"]]
+
+
+def test_imagenet_families_are_recognized_v1_by_out_and_v2_by_add_densenet_is_rejected():
+    v1 = reszoo.create_model("resnet18", input_shape=(32, 32, 3), num_classes=10)
+    x, y = np.random.default_rng(3).normal(size=(2, 32, 32, 3)).astype("float32"), np.array([1, 2])
+    snapshot = BlockProbe(v1).snapshot(x, y)
+    assert [row["name"] for row in snapshot["blocks"]][:3] == ["conv2_block1", "conv2_block2", "conv3_block1"]
+    expected = direct_output_gradient_norm(v1, "conv5_block2", x, y)
+    assert snapshot["blocks"][-1]["grad_norm"] == pytest.approx(expected, rel=1e-5)
+    v2 = reszoo.create_model("resnet50v2", input_shape=(32, 32, 3), num_classes=10)
+    outputs = BlockProbe(v2).outputs
+    assert len(outputs) == 16 and outputs["conv5_block3"] == "conv5_block3_add"
+    with pytest.raises(UserError, match="no residual blocks"):
+        find_blocks(reszoo.create_model("densenet121", input_shape=(32, 32, 3), num_classes=10))
