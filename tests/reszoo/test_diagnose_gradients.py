@@ -129,7 +129,7 @@ def test_flags_follow_the_threshold_table():
     assert gradient_flags([float("nan"), 1.0]) == ["non_finite"]
 
 
-def test_training_steps_change_the_trained_snapshot_only():
+def test_training_steps_lower_the_probe_batch_loss():
     model = tiny("resnet20")
     x, y = batch(32)
     report = diagnose_model(model, x, y, steps=5, batch_size=16, learning_rate=0.05)
