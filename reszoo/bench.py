@@ -185,31 +185,35 @@ def path_size(path):
 
 
 def reference_model_path(export_dir, manifest):
-    """The Keras reference: the dir's `keras` artifact, else the manifest's source model file."""
+    """The Keras reference: the dir's `keras` artifact, else the manifest's reference or source `.keras` file."""
     for artifact in manifest["artifacts"]:
         if artifact.get("format") == "keras":
             return artifact_path(export_dir, artifact)
-    source = manifest.get("source_model") or {}
-    candidates = [source.get(key) for key in ("path", "file")] if isinstance(source, dict) else [source]
+    reference, source = manifest.get("reference") or {}, manifest.get("source_model") or {}
+    candidates = [os.path.join(export_dir, reference["file"])] if reference.get("file") else []
+    candidates += [reference.get("path"), source.get("path")]
     for candidate in filter(None, candidates):
-        for path in (candidate, os.path.join(export_dir, candidate)):
-            if str(path).endswith(".keras") and os.path.isfile(path):
-                return path
+        if str(candidate).endswith(".keras") and os.path.isfile(candidate):
+            return candidate
     raise UserError(f"{export_dir!r} has no keras artifact and its source model is not reachable; "
                     "export with `--format keras` to bench against the reference")
 
 
+NATIVE_SIZES = {"digits": (8, 8)}  # load these small at their own size, resize only the images evaluated
+
+
 def eval_split(manifest, data, samples):
     """(x, y, description) of the held-out split, preprocessed as the manifest says; y None without labels."""
-    from export.datasets import load, split
+    from export.datasets import load, resize, split
     from export.preprocess import check_spec, normalize
 
     spec = check_spec(manifest["preprocessing"])
     source = data or (manifest.get("data") or {}).get("source") or "digits"
-    _, held_out = split(load(source, spec["input_size"], spec["channels"]))
+    size = tuple(spec["input_size"])
+    _, held_out = split(load(source, NATIVE_SIZES.get(source, size), spec["channels"]))
     picked = held_out.take(np.arange(min(samples or len(held_out.x), len(held_out.x))))
-    description = f"{source}, held-out split ({len(picked.x)} images, {spec['input_size'][0]}x{spec['input_size'][1]})"
-    return normalize(picked.x, spec).astype("float32"), picked.y, description
+    description = f"{source}, held-out split ({len(picked.x)} images, {size[0]}x{size[1]})"
+    return normalize(resize(picked.x, size), spec).astype("float32"), picked.y, description
 
 
 # ------------------------------------------------------------------------------------------------ the benchmark
@@ -272,8 +276,7 @@ def bench_export_dir(export_dir, *, runs=50, warmup=5, threads=1, batch=8, outpu
         "schema": SCHEMA_VERSION,
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "export_dir": os.path.abspath(export_dir),
-        "model": (manifest.get("source_model") or {}).get("name") if isinstance(manifest.get("source_model"), dict)
-        else None,
+        "model": (manifest.get("source_model") or {}).get("name"),
         "reference": os.path.abspath(reference_path),
         "machine": {"cpu_model": cpu_model(), "logical_cpus": os.cpu_count(), "threads": threads,
                     "tensorflow_intra_op_threads": applied_threads, "python": platform.python_version()},
@@ -427,7 +430,65 @@ MODEL_MODE_SAMPLES = 64
 
 
 def looks_like_model(target):
-    """True for an existing `.keras` file or a registered model name."""
-    from reszoo.registry import list_models
+    """True for a `.keras` path or a registered model name; False for anything path-like (an export dir)."""
+    target = os.fspath(target)
+    if target.endswith(".keras"):
+        return True
+    if os.path.exists(target) or os.sep in target:
+        return False
+    from reszoo.registry import list_models  # imports Keras: only for bare names
 
-    return (str(target).endswith(".keras") and os.path.isfile(target)) or target in list_models()
+    return target in list_models()
+MODEL_MODE_CALIBRATION = 100
+
+
+def model_to_export(target, input_size):
+    """(model or .keras path, labels_meaningful, note) for `bench_model`; random-init weights for a zoo name."""
+    from reszoo.registry import create_model, get_entry
+
+    if str(target).endswith(".keras"):
+        if input_size:
+            raise UserError("--input-size applies to zoo model names; a .keras file has its own input size")
+        return target, True, None
+    entry = get_entry(target)
+    size = input_size or entry.default_input[0]
+    model = create_model(target, input_shape=(size, size, entry.default_input[2]), num_classes=entry.default_classes)
+    note = (f"{target} has random-init weights ({entry.default_classes} classes), so accuracy is not meaningful; "
+            "quality = top-1 agreement with the Keras reference. Calibration (train split) and evaluation "
+            f"(held-out split) use real images: the embedded digits resized to {size}x{size}.")
+    return model, False, note
+
+
+def bench_model(target, *, input_size=None, output=None, data=None, samples=None, runs=50, warmup=5, threads=1,
+                batch=8):
+    """Export `target` (zoo name or .keras) to a temp dir (keras + TFLite/ONNX fp32 + int8), then bench it.
+
+    Returns the bench report; files are written only when `output` is given.
+
+    Example:
+        >>> report = bench_model("resnet20", runs=5, samples=16)  # doctest: +SKIP
+        >>> [r["name"] for r in report["rows"]]  # doctest: +SKIP
+        ['keras (reference)', 'resnet20_fp32.tflite', 'resnet20_int8.tflite', 'resnet20_fp32.onnx', ...]
+    """
+    import reszoo.layers  # noqa: F401  (registers reszoo's custom layers so a .keras source loads)
+    from export.pipeline import export_model
+
+    check_positive(runs=runs, batch=batch, threads=threads)
+    fix_tensorflow_threads(threads)
+    model, labels_meaningful, note = model_to_export(target, input_size)
+    samples = samples or MODEL_MODE_SAMPLES
+    with tempfile.TemporaryDirectory(prefix="reszoo-bench-") as workdir:
+        export_dir = os.path.join(workdir, "export")
+        started = time.perf_counter()
+        exported = export_model(model, formats=list(MODEL_MODE_FORMATS), precisions=list(MODEL_MODE_PRECISIONS),
+                                data=data or "digits", output_dir=export_dir, threads=threads,
+                                calibration_samples=MODEL_MODE_CALIBRATION, verify_samples=samples)
+        export_seconds = time.perf_counter() - started
+        report = bench_export_dir(export_dir, runs=runs, warmup=warmup, threads=threads, batch=batch,
+                                  output=output or os.path.join(workdir, "bench"), data=data, samples=samples,
+                                  labels_meaningful=labels_meaningful, note=note)
+    report["export"] = {"seconds": export_seconds, "parity_passed": exported.passed,
+                        "temporary_dir": "deleted after the run"}
+    if output:
+        write_outputs(report, output)
+    return report
