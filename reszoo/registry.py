@@ -9,6 +9,7 @@ Example:
 import dataclasses
 import fnmatch
 import functools
+import math
 from typing import Callable
 
 from reszoo.errors import DuplicateModelError, UnknownModelError
@@ -87,7 +88,9 @@ def create_model(name, **kwargs):
 def model_info(name):
     """Facts about a registered model: params, FLOPs at the default input, family, paper.
 
-    FLOPs are counted as 2 x multiply-adds (``flops``); ``macs`` is given too.
+    FLOPs are counted as 2 x multiply-adds (``flops``); ``macs`` is given too. ``params`` is Keras'
+    count_params (includes BatchNormalization moving statistics, as keras.applications reports);
+    ``trainable_params`` excludes them (the torchvision / paper convention).
 
     Example:
         >>> info = model_info("resnet20")
@@ -106,6 +109,7 @@ def model_info(name):
         "default_input": entry.default_input,
         "num_classes": entry.default_classes,
         "params": int(model.count_params()),
+        "trainable_params": int(sum(math.prod(weight.shape) for weight in model.trainable_weights)),
         "macs": int(macs),
         "flops": int(2 * macs),
     }
