@@ -215,7 +215,7 @@ def _ensure_reference_pair(pairs, source, model, notify):
     present = {fmt.name for fmt, _ in pairs}
     if reference.get("file") and reference["format"] not in present:
         notify(f"note: adding the {reference['format']} artifact as the parity reference for `reszoo verify` "
-               "(the source model is not a file)")
+               "(the converted model exists only in memory)")
         pairs = [(format_table.FORMATS[reference["format"]], "fp32")] + list(pairs)
     return pairs, reference
 

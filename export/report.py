@@ -91,7 +91,8 @@ def summary_table(artifacts, title="export"):
 
     table = Table(title=title)
     for column in COLUMNS:
-        table.add_column(column, justify="right" if column not in ("artifact", "result", "format") else "left")
+        table.add_column(column, justify="right" if column not in ("artifact", "result", "format") else "left",
+                         no_wrap=column == "artifact")
     for artifact in artifacts:
         cells = list(row_cells(artifact))
         cells[-1] = "[green]PASS[/green]" if cells[-1] == "PASS" else f"[red]{cells[-1]}[/red]"

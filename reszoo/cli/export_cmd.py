@@ -1,0 +1,151 @@
+"""`reszoo export [MODEL]`: TFLite/ONNX/SavedModel/.keras artifacts with parity gates (see `export.pipeline`).
+
+MODEL is a registered name (random init), a `.keras` file (its metadata gives preprocessing and labels) or a
+SavedModel dir; without MODEL the shipped `saved_models/resnet20_digits.keras`. Exit 0 when every artifact
+passed its gate, 1 when one failed (artifacts kept, report says why), 2 for user errors.
+
+Example:
+    $ reszoo export --format tflite --format onnx --precision fp32 --precision int8 --data digits
+    $ reszoo export resnet50 --all --data photos/ --output exports/r50 --force
+    $ reszoo export model.keras --precision int8 --int8-io --target edgetpu --data digits
+    $ reszoo export model.keras --prune 0.5 --prune-structure 2:4 --qat --data digits --finetune-epochs 2
+"""
+import os
+import re
+
+import click
+
+from export.errors import UserError
+from export.formats import ALL_PRECISIONS, FORMATS, plan
+
+DEFAULT_MODEL = os.path.join("saved_models", "resnet20_digits.keras")
+TARGETS = ("generic", "edgetpu", "gpu", "micro")
+SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20}
+
+
+def parse_size(text):
+    """'512K' / '2MB' / '1048576' -> bytes; UserError otherwise."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
+    if not match or match.group(2).lower() not in SIZE_UNITS:
+        raise UserError(f"--max-size {text!r}: expected bytes with an optional unit, e.g. 512K or 2MB")
+    return int(float(match.group(1)) * SIZE_UNITS[match.group(2).lower()])
+
+
+def default_model_path():
+    """The shipped default model: ./saved_models/... or next to the installed package."""
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for candidate in (DEFAULT_MODEL, os.path.join(package_root, DEFAULT_MODEL)):
+        if os.path.isfile(candidate):
+            return candidate
+    raise UserError(f"no MODEL given and the default model {DEFAULT_MODEL} is not there yet; "
+                    "train it (reszoo train) or pass a model name/.keras file/SavedModel dir")
+
+
+def precheck_data(data):
+    """Cheap checks of --data before TensorFlow loads (missing file, folder without images)."""
+    from export.datasets import list_image_files
+
+    if data is None or data == "digits":
+        return
+    if str(data).endswith(".npz"):
+        if not os.path.isfile(data):
+            raise UserError(f"data file {data!r} does not exist")
+    elif os.path.isdir(data):
+        list_image_files(data)
+    else:
+        raise UserError(f"data {data!r} not found; allowed: 'digits', a folder of class sub-folders, or an .npz file")
+
+
+def resolve_model(model):
+    """(model object or path, name) for the MODEL argument."""
+    import reszoo.models  # noqa: F401  (registers reszoo's custom layers for loading .keras files)
+
+    if model is None:
+        path = default_model_path()
+        return path, os.path.basename(path)[: -len(".keras")]
+    if model.endswith(".keras") or os.path.isdir(model):
+        if not os.path.exists(model):
+            raise UserError(f"model file {model!r} does not exist")
+        return model, None
+    if os.path.sep in model or os.path.exists(model):
+        raise UserError(f"model {model!r} is neither a .keras file, a SavedModel dir nor a registered name")
+    import reszoo
+
+    return reszoo.create_model(model), model
+
+
+@click.command("export")
+@click.argument("model", required=False)
+@click.option("--format", "formats", multiple=True, type=click.Choice(list(FORMATS)),
+              help="Repeatable [tflite and onnx].")
+@click.option("--precision", "precisions", multiple=True, type=click.Choice(list(ALL_PRECISIONS)),
+              help="Repeatable [fp32]; each format gets the ones it offers.")
+@click.option("--all", "all_formats", is_flag=True, help="Every format with every precision it offers.")
+@click.option("--data", default=None, help="'digits', a folder of class sub-folders, or an .npz with x/y "
+              "[the model's recorded data, else digits].")
+@click.option("--calibration-samples", type=click.IntRange(1), default=300, show_default=True)
+@click.option("--verify-samples", type=click.IntRange(1), default=None, help="Cap on held-out samples [all].")
+@click.option("--int8-io", is_flag=True, help="TFLite int8 with int8 input/output tensors.")
+@click.option("--dynamic-batch", is_flag=True, help="Dynamic batch dimension instead of static batch 1.")
+@click.option("--output", "output_dir", default=None, help="Output dir [exports/<model-name>].")
+@click.option("--force", is_flag=True, help="Replace an existing output dir.")
+@click.option("--prune", type=float, default=None, help="Target sparsity, e.g. 0.5 (needs --data).")
+@click.option("--prune-structure", default=None, help="Structured sparsity, e.g. 2:4.")
+@click.option("--qat", is_flag=True, help="Quantization-aware training, then int8 artifacts (needs --data).")
+@click.option("--cluster", type=int, default=None, help="Weight clustering with N clusters (needs --data).")
+@click.option("--finetune-epochs", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--target", type=click.Choice(TARGETS), default=None, help="Check TFLite ops for an edge target.")
+@click.option("--max-size", default=None, help="Flag TFLite files larger than this (e.g. 512K, 2MB).")
+@click.option("--threads", type=click.IntRange(1), default=None, help="Runtime threads for verification.")
+@click.option("--gate", "gates", multiple=True, help="Override a parity gate: PRECISION.KEY=VALUE, e.g. "
+              "int8.min_agreement=0.97 (keys: max_rel_err, min_agreement, max_accuracy_drop).")
+@click.option("--latency-runs", type=click.IntRange(0), default=30, show_default=True)
+def export_command(model, formats, precisions, all_formats, data, calibration_samples, verify_samples, int8_io,
+                   dynamic_batch, output_dir, force, prune, prune_structure, qat, cluster, finetune_epochs, target,
+                   max_size, threads, gates, latency_runs):
+    """Export MODEL to edge formats and verify each artifact's parity in its own runtime."""
+    from rich.console import Console
+
+    from export.pipeline import export_model
+    from export.verify import merge_gates
+
+    gate_overrides = list(gates)
+    merge_gates(gate_overrides)  # fail fast (before loading TensorFlow) on a malformed --gate
+    max_bytes = parse_size(max_size)
+    plan(list(formats), list(precisions), all_formats)
+    precheck_data(data)
+    if output_dir and os.path.exists(output_dir) and not force:
+        raise UserError(f"output dir {output_dir!r} exists; pass --force to replace it")
+    source, name = resolve_model(model)
+    optimizations = {"prune": prune, "prune_structure": prune_structure, "qat": qat, "cluster": cluster,
+                     "finetune_epochs": finetune_epochs}
+    console = Console(stderr=True)
+    result = export_model(source, formats=list(formats), precisions=list(precisions), all_formats=all_formats,
+                          data=data, output_dir=output_dir, force=force, int8_io=int8_io,
+                          dynamic_batch=dynamic_batch, calibration_samples=calibration_samples,
+                          gates=gate_overrides, target=target, max_size=max_bytes, optimizations=optimizations,
+                          threads=threads, verify_samples=verify_samples, latency_runs=latency_runs,
+                          model_name=name, show_progress=console.is_terminal,
+                          notify=lambda message: console.print(message, markup=False, highlight=False))
+    print_outcome(result.report, result.output_dir, f"export: {result.output_dir}")
+    raise SystemExit(0 if result.passed else 1)
+
+
+def print_outcome(report, output_dir, title):
+    """The rich table, target problems and a one-line verdict (stdout)."""
+    from rich.console import Console
+
+    from export.report import summary_table
+
+    terminal = Console()
+    out = terminal if terminal.is_terminal else Console(width=200)
+    out.print(summary_table(report["artifacts"], title=title))
+    for file, check in (report.get("target_checks") or {}).items():
+        verdict = "ok" if check["passed"] else "; ".join(check["problems"])
+        out.print(f"target {check['target']} {file}: {verdict}", markup=False, highlight=False)
+    failed = [a["file"] for a in report["artifacts"] if not a["parity"]["passed"]]
+    failed += [f for f, c in (report.get("target_checks") or {}).items() if not c["passed"]]
+    verdict = "all artifacts passed" if not failed else f"FAILED: {', '.join(dict.fromkeys(failed))}"
+    out.print(f"{verdict} (report: {os.path.join(output_dir, 'report.md')})", markup=False, highlight=False)

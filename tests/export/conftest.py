@@ -1,0 +1,43 @@
+"""Fixtures for the export tests: one tiny trained model (.keras with metadata) and ONE full export of it.
+
+Everything heavy is session-scoped so the default suite converts once: train a depth-8 CIFAR ResNet
+(width 4, 32x32, option-A shortcuts = a custom layer) for 4 epochs on digits, then export it to every
+format x precision (with --int8-io) and share that dir across tests.
+"""
+import os
+
+import pytest
+
+IMAGE_SIZE = (32, 32)
+
+
+@pytest.fixture(scope="session")
+def tiny_keras_path(tmp_path_factory):
+    """Path of a trained tiny ResNet saved with preprocessing/labels/data metadata."""
+    import keras
+
+    from export import datasets
+    from export.metadata import save_model
+    from export.preprocess import make_spec, normalize
+    from reszoo.models.cifar import CifarResNet
+
+    train, _ = datasets.split(datasets.load("digits", IMAGE_SIZE))
+    spec = make_spec(IMAGE_SIZE)
+    keras.utils.set_random_seed(0)
+    model = CifarResNet(8, width=4, input_shape=(*IMAGE_SIZE, 3), num_classes=10)
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(normalize(train.x, spec), train.y, epochs=4, batch_size=32, verbose=0)
+    path = os.path.join(tmp_path_factory.mktemp("model"), "tiny.keras")
+    save_model(model, path, {"model_name": "tiny", "preprocessing": spec, "labels": train.class_names,
+                             "data": {"source": "digits", "held_out_fraction": 0.2, "split_seed": 0}})
+    return path
+
+
+@pytest.fixture(scope="session")
+def full_export(tiny_keras_path, tmp_path_factory):
+    """ExportResult of every format x precision (TFLite int8 with int8 I/O), verified on held-out digits."""
+    from export.pipeline import export_model
+
+    output_dir = os.path.join(tmp_path_factory.mktemp("exports"), "tiny")
+    return export_model(tiny_keras_path, all_formats=True, data="digits", output_dir=output_dir, int8_io=True,
+                        latency_runs=3, show_progress=False)
