@@ -20,6 +20,8 @@ COMMANDS = {
     "train": "reszoo.cli.train_cmd:train_command",
     "bench": "reszoo.cli.bench_cmd:bench_command",
     "diagnose": "reszoo.cli.diagnose_cmd:diagnose_command",
+    "export": "reszoo.cli.export_cmd:export_command",
+    "verify": "reszoo.cli.verify_cmd:verify_command",
 }
 
 
