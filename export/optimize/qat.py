@@ -1,8 +1,8 @@
 """Quantization-aware training with tfmot on a tf_keras twin, annotating layer by layer.
 
 tfmot's whole-model `quantize_model` rejects Multiply (SE, highway gates), Subtract, Rescaling and custom
-layers. Here every layer the default 8-bit registry knows is annotated with its default config; every other
-layer gets `OutputQuantizeConfig` (no weight quantization, fake-quantized output), so the converter sees a
+layers. Here every layer the default 8-bit registry knows (and every BatchNormalization that tfmot folds into the preceding
+convolution) is annotated with its default config; every other layer gets `OutputQuantizeConfig` (no weight quantization, fake-quantized output), so the converter sees a
 range for every tensor. The result still contains fake-quant ops: convert it with `Optimize.DEFAULT` to get
 a full-int8 TFLite file, or export it to ONNX to get QDQ nodes.
 
@@ -20,6 +20,9 @@ import functools
 from export.optimize.finetune import fine_tune
 from export.optimize.tfmot_loader import legacy_keras_env, load_tfmot
 from export.optimize.wrapping import clone_with
+BATCH_NORM_CLASSES = ("BatchNormalization", "SyncBatchNormalization")
+FOLDABLE_CONV_CLASSES = ("Conv2D", "DepthwiseConv2D")
+
 
 @functools.cache
 def output_quantize_config_class():
@@ -70,13 +73,27 @@ def custom_objects(model):
     return objects
 
 
+def folds_into_conv(layer):
+    """True for a BatchNormalization right after a linear Conv2D/DepthwiseConv2D: tfmot folds the pair."""
+    if layer.__class__.__name__ not in BATCH_NORM_CLASSES or len(layer.inbound_nodes) != 1:
+        return False
+    producer = layer.inbound_nodes[0].inbound_layers
+    return (producer.__class__.__name__ in FOLDABLE_CONV_CLASSES
+            and getattr(producer, "activation", None).__name__ == "linear")
+
+
+def uses_default_config(layer, registry):
+    """Layers quantized by tfmot's own rules; the rest get OutputQuantizeConfig."""
+    return registry.supports(layer) or folds_into_conv(layer)
+
+
 def annotate(model, tfmot):
     """(clone of `model` with every layer annotated, {layer name: 'default' | 'output-only'})."""
     registry = default_registry()
     kinds = {}
 
     def wrap(original, clone):
-        config = None if registry.supports(original) else output_quantize_config_class()()
+        config = None if uses_default_config(original, registry) else output_quantize_config_class()()
         kinds[original.name] = "default" if config is None else "output-only"
         return tfmot.quantization.keras.quantize_annotate_layer(clone, quantize_config=config)
 
