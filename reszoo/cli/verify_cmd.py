@@ -18,9 +18,11 @@ import click
 @click.option("--latency-runs", type=click.IntRange(0), default=10, show_default=True)
 def verify_command(export_dir, data, threads, gates, verify_samples, latency_runs):
     """Verify the artifacts of EXPORT_DIR against manifest.json and the Keras reference."""
-    import reszoo.models  # noqa: F401  (registers reszoo's custom layers for the .keras reference)
     from export.manifest import read_manifest
     from export.verify import verify_export_dir
+
+    read_manifest(export_dir)  # one-line user error for a missing dir/manifest, before TensorFlow loads
+    import reszoo.models  # noqa: F401  (registers reszoo's custom layers for the .keras reference)
     from reszoo.cli.export_cmd import print_outcome
 
     result = verify_export_dir(export_dir, data=data, gates=list(gates), threads=threads, samples=verify_samples,
