@@ -99,7 +99,7 @@ def _legacy_layer_names(h5_path):
         return {n for n in names if len(file[n].attrs.get("weight_names", ())) > 0}
 
 
-def _check_legacy_names(h5_path, keras_model):
+def _check_legacy_names(h5_path, keras_model, constructor):
     """Raise UserError naming missing/unexpected layers when a legacy .h5 does not match the architecture."""
     stored = _legacy_layer_names(h5_path)
     if stored is None:
@@ -107,7 +107,7 @@ def _check_legacy_names(h5_path, keras_model):
     expected = {layer.name for layer in keras_model.layers if layer.weights}
     missing, unexpected = expected - stored, stored - expected
     if missing or unexpected:
-        raise UserError(f"weights file {h5_path!r} does not match keras.applications.{keras_model.name}: "
+        raise UserError(f"weights file {h5_path!r} does not match keras.applications.{constructor}: "
                         f"missing layers: {_names(missing) or 'none'}; unexpected layers: {_names(unexpected) or 'none'}")
 
 
@@ -130,7 +130,7 @@ def load_keras_applications(path, name, input_shape=None):
     kwargs = {"input_shape": input_shape} if input_shape is not None else {}
     model = getattr(keras.applications, constructor)(weights=None, include_top=classes is not None,
                                                       classes=classes or 1000, **kwargs)
-    _check_legacy_names(path, model)
+    _check_legacy_names(path, model, constructor)
     try:
         model.load_weights(path)
     except Exception as error:  # keras raises ValueError/KeyError for mismatched files

@@ -83,3 +83,23 @@ def test_wrong_architecture_names_missing_layers():
 def test_unsupported_name():
     with pytest.raises(UserError, match="no keras.applications port for 'resnet18'; supported: resnet50"):
         from_keras_applications("whatever.h5", "resnet18")
+
+
+def save_legacy_h5(model, path):
+    """Write weights in the legacy .h5 layout keras.applications ships (Keras 3 saves only .weights.h5)."""
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    with h5py.File(path, "w") as file:
+        legacy_h5_format.save_weights_to_hdf5_group(file, model)
+
+
+def test_port_from_legacy_keras_applications_h5(tmp_path):
+    reference = randomized(keras.applications.ResNet50(weights=None, include_top=False, input_shape=(SIZE, SIZE, 3)))
+    path = tmp_path / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    save_legacy_h5(reference, path)
+    model = from_keras_applications(path, "resnet50", input_shape=(SIZE, SIZE, 3))
+    assert_same_outputs(reference, model)
+    with pytest.raises(UserError, match=r"does not match keras.applications.ResNet50V2: missing layers: conv2_block1_"
+                                        r"preact_bn.*; unexpected layers: conv1_bn"):
+        from_keras_applications(path, "resnet50v2", input_shape=(SIZE, SIZE, 3))

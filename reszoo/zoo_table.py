@@ -1,0 +1,42 @@
+"""The zoo table: `model_info` facts for every registered model, cached in `reszoo/models/zoo_table.json`.
+
+Building ~30 models (ResNet-1202, ResNeXt-101) to count parameters and FLOPs takes minutes, so `reszoo list`
+reads the cached table; `tools/make_zoo_table.py` regenerates it and a test checks it against `model_info`.
+Models missing from the table (e.g. registered by a user) are measured on the fly.
+
+Example:
+    >>> facts("resnet50")["macs"]
+    4089184256
+"""
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from reszoo.registry import get_entry, list_models, model_info
+
+TABLE_PATH = Path(__file__).parent / "models" / "zoo_table.json"
+
+
+@lru_cache(maxsize=1)
+def load_table():
+    """{name: facts} from the cached JSON table ({} when the file is absent)."""
+    if not TABLE_PATH.exists():
+        return {}
+    return json.loads(TABLE_PATH.read_text())
+
+
+def normalize(info):
+    """model_info facts in JSON-stable form (tuples become lists)."""
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in info.items()}
+
+
+def facts(name):
+    """model_info(name) from the cached table, measured when the table lacks `name` (unknown -> error)."""
+    get_entry(name)  # raises UnknownModelError with suggestions
+    cached = load_table().get(name)
+    return cached if cached is not None else normalize(model_info(name))
+
+
+def build_table(names=None):
+    """Measure model_info for `names` (default: every registered model); returns {name: facts}."""
+    return {name: normalize(model_info(name)) for name in (names or list_models())}
