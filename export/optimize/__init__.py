@@ -43,6 +43,9 @@ def check_options(options, train_data):
         raise UserError(f"--prune {sparsity}: sparsity must be strictly between 0 and 1 (e.g. 0.5)")
     if structure is not None and structure not in STRUCTURES:
         raise UserError(f"--prune-structure {structure}: allowed: {', '.join(STRUCTURES)}")
+    if structure is not None and sparsity is not None and float(sparsity) != structure_sparsity(structure):
+        raise UserError(f"--prune-structure {structure} fixes the sparsity at {structure_sparsity(structure)}; "
+                        f"drop --prune {sparsity} or set it to {structure_sparsity(structure)}")
     clusters = options["cluster"]
     if clusters is not None and (int(clusters) != clusters or clusters < 2):
         raise UserError(f"--cluster {clusters}: the number of clusters must be an integer >= 2")
@@ -50,6 +53,11 @@ def check_options(options, train_data):
     if steps < MIN_FINETUNE_STEPS:
         raise UserError(f"fine-tuning would run {steps} step(s); give --finetune-epochs/--data for at least "
                         f"{MIN_FINETUNE_STEPS}")
+
+
+def structure_sparsity(structure):
+    zeros, group = STRUCTURES[structure]
+    return zeros / group
 
 
 def as_twin(model):
@@ -68,9 +76,15 @@ def apply(model, options, train_data, progress=None):
     "finetune_epochs": int, "batch_size": int, "learning_rate": float} (missing keys take DEFAULT_OPTIONS).
     train_data: (x preprocessed float32 NHWC, y int labels). progress: optional callable
     progress(description, completed, total), called per fine-tuning batch.
-    Returns `model` unchanged and {} when nothing is requested.
+    Returns `model` unchanged and {} when nothing is requested. The report holds "finetune_epochs", "qat",
+    "overall_sparsity", "clusters", "final_loss", "final_accuracy" and one detail dict per step ("prune":
+    per-layer sparsity and skipped layers; "cluster": distinct values per kernel; "qat_details": how each
+    layer was annotated).
     """
-    options = {**DEFAULT_OPTIONS, **{k: v for k, v in options.items() if v is not None or k in ("qat",)}}
+    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown optimization options {unknown}; known: {sorted(DEFAULT_OPTIONS)}")
+    options = {**DEFAULT_OPTIONS, **{key: value for key, value in options.items() if value is not None}}
     if not requested(options):
         return model, {}
     check_options(options, train_data)
@@ -89,6 +103,8 @@ def apply(model, options, train_data, progress=None):
         preserve = "clusters"
     if options["qat"]:
         current, report["qat_details"] = quantize_aware_train(current, x, y, preserve=preserve, **fit)
+    report["overall_sparsity"] = report["prune"]["overall_sparsity"] if "prune" in report else None
+    report["clusters"] = report["cluster"]["clusters"] if "cluster" in report else None
     last_step = report.get("qat_details") or report.get("cluster") or report.get("prune")
     report["final_loss"] = last_step["fine_tune"]["loss"]
     report["final_accuracy"] = last_step["fine_tune"]["accuracy"]

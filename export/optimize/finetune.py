@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from export.errors import UserError
+
 PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid")
 
 
@@ -57,7 +59,7 @@ def fine_tune(model, x, y, epochs, batch_size, learning_rate, callbacks=(), prog
     import tf_keras
 
     if len(model.outputs) != 1:
-        raise ValueError(f"fine-tuning needs a single-output classifier; {model.name!r} has {len(model.outputs)}")
+        raise UserError(f"fine-tuning needs a single-output classifier; {model.name!r} has {len(model.outputs)}")
     loss = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=not outputs_probabilities(model))
     model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate), loss=loss, metrics=["accuracy"])
     all_callbacks = list(callbacks)

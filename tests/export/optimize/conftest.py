@@ -1,7 +1,6 @@
 """Fixtures for the optimization and edge-target tests: digits at 32x32 and one tiny trained CIFAR ResNet."""
 import os
 
-import numpy as np
 import pytest
 
 IMAGE_SIZE = (32, 32)
@@ -20,7 +19,7 @@ def digits():
 
 @pytest.fixture(scope="session")
 def trained_resnet(digits):
-    """An 8-layer CIFAR ResNet (width 4, option-A shortcuts) trained 3 epochs on digits (Keras 3)."""
+    """An 8-layer CIFAR ResNet (width 4, option-A shortcuts) trained 6 epochs on digits (Keras 3)."""
     import keras
 
     from reszoo.models.cifar import CifarResNet
@@ -29,7 +28,7 @@ def trained_resnet(digits):
     keras.utils.set_random_seed(0)
     model = CifarResNet(8, width=4, input_shape=(*IMAGE_SIZE, 3), num_classes=10)
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x, y, epochs=3, batch_size=32, verbose=0)
+    model.fit(x, y, epochs=6, batch_size=32, verbose=0)
     return model
 
 
@@ -40,6 +39,3 @@ def no_legacy_env():
     yield
     assert os.environ.get("TF_USE_LEGACY_KERAS") == before
 
-
-def accuracy(outputs, labels):
-    return float(np.mean(np.argmax(outputs, axis=1) == labels))

@@ -76,3 +76,9 @@ def test_bad_options_are_user_errors(trained_resnet, digits, options, message):
     x, y, _, _ = digits
     with pytest.raises(UserError, match=message):
         apply(trained_resnet, options, (x, y))
+
+
+def test_structure_with_a_different_sparsity_is_a_user_error(trained_resnet, digits):
+    x, y, _, _ = digits
+    with pytest.raises(UserError, match="fixes the sparsity at 0.5"):
+        apply(trained_resnet, {"prune": 0.7, "prune_structure": "2:4"}, (x, y))

@@ -1,0 +1,89 @@
+"""QAT on the tf_keras twin: its TFLite int8 and ONNX (QDQ) artifacts pass the int8 parity gate."""
+import numpy as np
+import pytest
+
+from export.optimize import apply
+from export.targets import check_tflite
+
+MIN_AGREEMENT = 0.98  # the int8 gate: top-1 agreement with the reference ...
+MAX_ACCURACY_DROP = 0.01  # ... and at most 1 point of accuracy lost
+
+
+def accuracy(outputs, labels):
+    return float(np.mean(np.argmax(outputs, axis=1) == labels))
+
+
+def assert_int8_gate(outputs, reference, labels):
+    agreement = float(np.mean(np.argmax(outputs, 1) == np.argmax(reference, 1)))
+    print(f"agreement {agreement:.4f} accuracy {accuracy(outputs, labels):.4f} reference {accuracy(reference, labels):.4f}")
+    assert agreement >= MIN_AGREEMENT
+    assert accuracy(reference, labels) - accuracy(outputs, labels) <= MAX_ACCURACY_DROP
+
+
+@pytest.fixture(scope="module")
+def qat_export(trained_resnet, digits, tmp_path_factory):
+    """(QAT tf_keras model, report, SavedModel dir) for the tiny trained ResNet."""
+    from export.savedmodel import to_saved_model
+
+    x, y, _, _ = digits
+    model, report = apply(trained_resnet, {"qat": True, "finetune_epochs": 2, "batch_size": 64,
+                                           "learning_rate": 1e-4}, (x, y))
+    directory = tmp_path_factory.mktemp("qat") / "saved_model"
+    to_saved_model(model, directory)
+    return model, report, str(directory)
+
+
+def test_qat_annotates_every_layer_and_folds_batch_norm(qat_export):
+    _, report, _ = qat_export
+    kinds = report["qat_details"]["annotated_layers"]
+    assert report["qat"] is True
+    assert kinds["conv1_bn"] == "default"  # folded into conv1_conv by tfmot
+    assert kinds["conv3_block1_0_pad"] == "output-only"  # the custom ZeroPadShortcut layer
+
+
+def test_qat_tflite_int8_passes_the_int8_gate_and_edgetpu_check(qat_export, digits, tmp_path):
+    from export.converters import tflite
+    from export.runtimes import load_runner
+
+    model, _, saved_model = qat_export
+    x, _, x_held, y_held = digits
+    path = tmp_path / "qat_int8.tflite"
+    path.write_bytes(tflite.convert(saved_model, "int8", calibration=x[:100]))
+    outputs = load_runner(path, "tflite").predict(x_held)
+    assert_int8_gate(outputs, model.predict(x_held, verbose=0), y_held)
+    assert check_tflite(path, "edgetpu")["passed"]
+
+
+def test_qat_onnx_has_qdq_nodes_and_passes_the_int8_gate(qat_export, digits, tmp_path):
+    import onnx
+
+    from export.converters.onnx import to_onnx
+    from export.runtimes import load_runner
+
+    model, _, saved_model = qat_export
+    _, _, x_held, y_held = digits
+    path = tmp_path / "qat.onnx"
+    to_onnx(saved_model, path)
+    op_types = [node.op_type for node in onnx.load(path).graph.node]
+    assert op_types.count("QuantizeLinear") >= 5 and op_types.count("DequantizeLinear") >= 5
+    outputs = load_runner(path, "onnx").predict(x_held)
+    assert_int8_gate(outputs, model.predict(x_held, verbose=0), y_held)
+
+
+def test_qat_handles_highway_gates_and_converts_to_full_int8(digits, tmp_path, no_legacy_env):
+    """Multiply/Subtract (highway gates) get the output-only config; the result is a full-int8 TFLite."""
+    from export.converters import tflite
+    from export.savedmodel import to_saved_model
+    from reszoo.models.cifar import CifarResNet
+
+    x, y, _, _ = digits
+    model = CifarResNet(8, width=4, highway=True, input_shape=(32, 32, 3), num_classes=10)
+    qat_model, report = apply(model, {"qat": True, "finetune_epochs": 1, "batch_size": 64}, (x[:128], y[:128]))
+    kinds = report["qat_details"]["annotated_layers"]
+    assert kinds["conv2_block1_gated"] == kinds["conv2_block1_diff"] == "output-only"
+    to_saved_model(qat_model, tmp_path / "saved_model")
+    path = tmp_path / "highway_qat_int8.tflite"
+    path.write_bytes(tflite.convert(str(tmp_path / "saved_model"), "int8", calibration=x[:32]))
+    targets = check_tflite(path, "edgetpu")
+    assert targets["passed"], targets["problems"]
+    assert {"MUL", "SUB"} <= {entry["op"] for entry in targets["ops"]}
