@@ -54,9 +54,9 @@ class Checkpointer:
         """Write a checkpoint for `step` (once per step) and the run fingerprint."""
         if step == self.saved_step:
             return
-        self.step.assign(step)
+        write_json_atomic(os.path.join(self.directory, FINGERPRINT_FILE), fingerprint)  # before: a kill in between
+        self.step.assign(step)                                                           # leaves no orphan checkpoint
         self.manager.save(checkpoint_number=step)
-        write_json_atomic(os.path.join(self.directory, FINGERPRINT_FILE), fingerprint)
         self.saved_step = step
 
 

@@ -161,13 +161,13 @@ def fit(model_or_name, data, *, epochs, batch_size, strategy="auto", lr=None, op
                       "val_loss": val_loss, "val_accuracy": val_accuracy, "images_per_second": seen / seconds,
                       "lr": float(opt.learning_rate)}
             history.append(record)
-            if checkpointer:
-                checkpointer.save(step, fingerprint)
             improved = val_accuracy > best_accuracy
             best_accuracy = max(best_accuracy, val_accuracy)
             if best_path and improved:
                 save_with_metadata(model, plan, best_path, metadata, recipe, history, "best")
-            log.epoch(epoch + 1, record, history)
+            log.epoch(epoch + 1, record, history)  # history first: resume cuts it to the checkpointed epochs
+            if checkpointer:
+                checkpointer.save(step, fingerprint)
     finally:
         log.close()
 
