@@ -15,7 +15,6 @@ def accuracy(outputs, labels):
 
 def assert_int8_gate(outputs, reference, labels):
     agreement = float(np.mean(np.argmax(outputs, 1) == np.argmax(reference, 1)))
-    print(f"agreement {agreement:.4f} accuracy {accuracy(outputs, labels):.4f} reference {accuracy(reference, labels):.4f}")
     assert agreement >= MIN_AGREEMENT
     assert accuracy(reference, labels) - accuracy(outputs, labels) <= MAX_ACCURACY_DROP
 
