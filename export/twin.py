@@ -24,6 +24,7 @@ from export.errors import UserError
 from export.twin_registry import twin_factory
 
 MODEL_CLASSES = ("Functional", "Sequential", "Model")
+OPS_MODULE_PREFIX = "keras.src.ops"  # keras.ops calls recorded in a functional graph
 LAYER_BASE_KWARGS = ("input_dim", "input_shape", "batch_input_shape", "batch_size", "weights",
                      "activity_regularizer", "autocast", "implementation")
 INITIALIZER_SUFFIX = "_initializer"
@@ -171,6 +172,10 @@ def make_layer(spec):
 
 def twin_class(spec):
     """The tf_keras class for a layer entry: declared twin for custom layers, same-named class otherwise."""
+    module = spec.get("module") or ""
+    if module.startswith(OPS_MODULE_PREFIX):
+        raise UserError(f"layer {spec.get('name')!r} is a raw keras.ops call ({module}.{spec['class_name']}); "
+                        "tfmot needs layers: use the keras.layers equivalent (e.g. layers.Add, layers.Concatenate)")
     registered_name = spec.get("registered_name")
     if registered_name:
         factory = twin_factory(registered_name)

@@ -68,6 +68,13 @@ def test_custom_layer_without_twin_is_a_user_error_naming_it():
         to_tf_keras(model)
 
 
+def test_raw_keras_ops_in_the_graph_are_a_user_error():
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.ops.add(keras.layers.Dense(4)(inputs), 1.0))
+    with pytest.raises(UserError, match=r"raw keras.ops call \(keras.src.ops.numpy.Add\)"):
+        to_tf_keras(model)
+
+
 def test_twin_check_catches_a_wrong_custom_twin(monkeypatch):
     import tf_keras
 
