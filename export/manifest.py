@@ -94,14 +94,15 @@ def write_json(path, document):
     """Write `document` as indented JSON atomically (temp file + rename)."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(suffix=".json", dir=folder)
-    os.chmod(tmp, 0o666 & ~_umask())
+    os.chmod(tmp, 0o666 & ~current_umask())
     with os.fdopen(fd, "w") as handle:
         json.dump(document, handle, indent=2, sort_keys=False, default=str)
         handle.write("\n")
     os.replace(tmp, path)
 
 
-def _umask():
+def current_umask():
+    """The process umask (read without changing it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -23,6 +23,7 @@ import numpy as np
 
 from export import formats as format_table
 from export.errors import UserError
+from export.manifest import current_umask
 
 MIN_CALIBRATION_SAMPLES = 100
 OPTIMIZATION_KEYS = ("prune", "prune_structure", "qat", "cluster")
@@ -69,7 +70,7 @@ def _load_source(model_or_path, model_name=None):
         from export.metadata import load_model
 
         model, metadata = load_model(path)
-        name = model_name or metadata.get("model_name") or os.path.basename(path)[: -len(".keras")]
+        name = model_name or os.path.basename(path)[: -len(".keras")]
         return Source(model, None, name, os.path.abspath(path), metadata, tuple(model.input_shape[1:]))
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         from export.savedmodel import signature_io
@@ -132,8 +133,7 @@ def _load_data(data, source, spec, calibration_samples, verify_samples, notify):
                "int8 ranges may be poor")
     if verify_samples:
         held_out = held_out.take(np.arange(min(verify_samples, len(held_out.x))))
-    return {"source": chosen, "train": train, "held_out": held_out,
-            "x_train": normalize(train.x, spec).astype("float32"),
+    return {"source": chosen, "train": train, "held_out": held_out, "spec": spec,
             "x_calibration": normalize(calibration.x, spec).astype("float32"),
             "x_verify": normalize(held_out.x, spec).astype("float32"), "y_verify": held_out.y}
 
@@ -161,6 +161,7 @@ class _Builder:
         from export.metadata import save_model
 
         save_model(self.model, path, self.keras_metadata)
+        os.chmod(path, 0o666 & ~current_umask())  # save_model's temp file is private; artifacts are not
 
     def _saved_model(self, path, precision):
         shutil.copytree(self.saved_model_dir, path)
@@ -250,9 +251,7 @@ def export_model(model_or_path, formats=None, precisions=None, all_formats=False
     parent = os.path.dirname(os.path.abspath(output_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.partial-", dir=parent)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o777 & ~mask)
+    os.chmod(tmp, 0o777 & ~current_umask())
     try:
         with Steps(total=2 * len(pairs) + 3, enabled=show_progress) as steps:
             result = _export_into(tmp, steps, source, pairs, loaded, spec, labels, options, reference_entry,
@@ -342,7 +341,10 @@ def _optimize(model, options, loaded, steps):
     from export.runtimes import KerasRunner
     from export.verify import labels_usable
 
-    optimized, report = apply(model, options, (loaded["x_train"], loaded["train"].y), steps.progress)
+    from export.preprocess import normalize
+
+    x_train = normalize(loaded["train"].x, loaded["spec"]).astype("float32")  # only optimizations need it all
+    optimized, report = apply(model, options, (x_train, loaded["train"].y), steps.progress)
     x, y = loaded["x_verify"], loaded["y_verify"]
     before = KerasRunner.from_model(model).predict(x)
     if labels_usable(y, before):
