@@ -37,9 +37,11 @@ MIXED_PRECISION_CHOICES = ("none", "mixed_float16", "mixed_bfloat16")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--checkpoint-every", type=int, default=None, help="Also checkpoint every N steps.")
 @click.option("--keep-checkpoints", type=int, default=3, show_default=True)
+@click.option("--deterministic/--no-deterministic", default=True, show_default=True,
+              help="Deterministic tf.data element order (off: a little faster input pipeline).")
 def train_command(model, data, epochs, batch_size, lr, optimizer, schedule, warmup_epochs, label_smoothing,
                   weight_decay, strategy, mixed_precision, xla, output_dir, resume, width, image_size, augment,
-                  steps_per_epoch, seed, checkpoint_every, keep_checkpoints):
+                  steps_per_epoch, seed, checkpoint_every, keep_checkpoints, deterministic):
     """Train MODEL on --data; writes checkpoints, TensorBoard logs, history.json, best.keras and final.keras."""
     import os
 
@@ -51,6 +53,6 @@ def train_command(model, data, epochs, batch_size, lr, optimizer, schedule, warm
                  weight_decay=weight_decay, mixed_precision=None if mixed_precision == "none" else mixed_precision,
                  xla=xla, output_dir=output_dir, resume=resume, seed=seed, steps_per_epoch=steps_per_epoch,
                  model_kwargs={"width": width} if width else None, augment=augment, image_size=image_size,
-                 checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints)
+                 checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, deterministic=deterministic)
     if result.final_path:
         click.echo(f"best: {result.best_path}\nfinal: {result.final_path}")

@@ -57,7 +57,9 @@ def fit(model_or_name, data, *, epochs, batch_size, strategy="auto", lr=None, op
     """Train `model_or_name` (registered name or keras.Model) on `data` (source string or LabeledImages).
 
     `batch_size` is the global batch (split over replicas). `output_dir=None` trains in memory only (no
-    checkpoints, no saved models). Returns a TrainResult; history entries hold epoch, step, loss, accuracy,
+    checkpoints, no saved models). A model instance is cloned (weights copied) into the strategy's scope, so
+    the trained model is `result.model`, not the instance passed in. `deterministic` fixes tf.data's element
+    order (the data order and augmentation seeds are always seeded). Returns a TrainResult; history entries hold epoch, step, loss, accuracy,
     val_loss, val_accuracy, images_per_second and lr.
 
     Example:

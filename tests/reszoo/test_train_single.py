@@ -58,3 +58,16 @@ def test_fresh_run_into_existing_checkpoints_is_refused(trained):
     with pytest.raises(ValueError, match="already holds checkpoints"):
         fit("resnet20", "digits", epochs=1, batch_size=64, model_kwargs={"width": 4}, output_dir=str(out),
             steps_per_epoch=1, verbose=False)
+
+
+def test_any_keras_classifier_instance_trains_and_keeps_its_input_size():
+    import keras
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x), name="tiny")
+    result = fit(model, "digits", epochs=1, batch_size=32, steps_per_epoch=2, verbose=False)
+    assert result.model.input_shape == (None, 16, 16, 3) and result.steps == 2
+    assert result.metadata["builder"] is None and result.metadata["preprocessing"]["input_size"] == [16, 16]
+    assert not all(np.array_equal(a, b) for a, b in zip(model.get_weights(), result.model.get_weights()))
