@@ -23,10 +23,18 @@ def atomic_write(path, write):
     os.close(handle)
     try:
         write(temp)
+        os.chmod(temp, 0o666 & ~current_umask())  # mkstemp creates 0600; give the user's usual mode
         os.replace(temp, path)
     finally:
         if os.path.exists(temp):
             os.remove(temp)
+
+
+def current_umask():
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def json_safe(value):
