@@ -294,10 +294,10 @@ def _export_into(root, steps, source, pairs, loaded, spec, labels, options, refe
     source_model = {"name": source.name, "path": source.path,
                     "sha256": sha256_of(source.path) if source.path else None}
     common = {"preprocessing": spec, "labels": labels, "source_model": source_model, "versions": versions()}
-    data_facts = {"source": loaded["source"], "held_out_fraction": 0.2, "split_seed": 0,
+    data_facts = {"source": loaded["train"].source, "held_out_fraction": 0.2, "split_seed": 0,
                   "calibration_samples": int(len(loaded["x_calibration"])), "verification_samples": int(len(x))}
     keras_metadata = {**source.metadata, "model_name": source.name, "preprocessing": spec, "labels": labels,
-                      "data": {**(source.metadata.get("data") or {}), "source": loaded["source"]}}
+                      "data": {**(source.metadata.get("data") or {}), "source": loaded["train"].source}}
     builder = _Builder(root, work, source.name, model, saved_model_dir, loaded["x_calibration"], int8_io,
                        keras_metadata, bool(options.get("qat")))
     artifacts = []
