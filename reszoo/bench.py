@@ -279,6 +279,7 @@ def bench_export_dir(export_dir, *, runs=50, warmup=5, threads=1, batch=8, outpu
         "model": (manifest.get("source_model") or {}).get("name"),
         "reference": os.path.abspath(reference_path),
         "machine": {"cpu_model": cpu_model(), "logical_cpus": os.cpu_count(), "threads": threads,
+                    "load_average_1min_at_end": round(os.getloadavg()[0], 2),
                     "tensorflow_intra_op_threads": applied_threads, "python": platform.python_version()},
         "settings": {"runs": runs, "warmup": warmup, "batch": batch, "latency_batch": 1},
         "data": data_description,
@@ -299,8 +300,8 @@ def check_positive(**values):
 
 # ---------------------------------------------------------------------------------------------------- outputs
 def format_size(size_bytes):
-    """Human size: '312 KB' / '97.5 MB'."""
-    return f"{size_bytes / 1e6:.1f} MB" if size_bytes >= 1e6 else f"{size_bytes / 1e3:.0f} KB"
+    """Human size in binary units, as the export table prints them: '280.8 KiB' / '97.5 MiB'."""
+    return f"{size_bytes / 2 ** 20:.1f} MiB" if size_bytes >= 2 ** 20 else f"{size_bytes / 2 ** 10:.1f} KiB"
 
 
 def format_fraction(value):
@@ -348,7 +349,8 @@ def render_markdown(report):
         f"# Benchmark: {report.get('model') or os.path.basename(report['export_dir'])}",
         "",
         f"- date: {report['date_utc']}",
-        f"- CPU: {machine['cpu_model']} ({machine['logical_cpus']} logical CPUs), threads: {machine['threads']}",
+        f"- CPU: {machine['cpu_model']} ({machine['logical_cpus']} logical CPUs), threads: {machine['threads']}, "
+        f"1-min load average after the run: {machine['load_average_1min_at_end']}",
         f"- latency: batch 1, median and p90 of {settings['runs']} runs after {settings['warmup']} warm-up runs; "
         f"throughput: images/s at batch {settings['batch']}",
         f"- accuracy and top-1 agreement with the reference on: {report['data']}",
@@ -363,30 +365,36 @@ def render_markdown(report):
 LABEL_OFFSETS = ((8, 8), (8, -22), (-70, 8), (-70, -22))  # cycled so that nearby points' labels do not collide
 
 
+def label_some_minor_ticks(value, _position=None):
+    """Tick label for log axes: values with leading digit 2, 3, 5 or 7 (majors label the powers of 10)."""
+    leading = f"{value:.0e}"[0]
+    return f"{value:g}" if leading in "2357" else ""
+
+
 def render_plot(report):
     """bench.png bytes: median latency vs file size (log-log), one labelled point per artifact with its accuracy."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter
 
     figure, axes = plt.subplots(figsize=(8, 5), dpi=100)
     for index, row in enumerate(report["rows"]):
         size_mb, latency = row["size_bytes"] / 1e6, row["latency_median_ms"]
         is_reference = row["name"] == REFERENCE_NAME
-        axes.scatter([size_mb], [latency], s=140 if is_reference else 70, marker="*" if is_reference else "o")
+        points = axes.scatter([size_mb], [latency], s=140 if is_reference else 70, marker="*" if is_reference else "o")
         quality = row["accuracy"] if row["accuracy"] is not None else row["top1_agreement"]
         what = "acc" if row["accuracy"] is not None else "agree"
         label = f"{row['format']} {row['precision']}\n{what} {format_fraction(quality)}"
         axes.annotate(label, (size_mb, latency), textcoords="offset points", fontsize=8,
-                      xytext=LABEL_OFFSETS[index % len(LABEL_OFFSETS)])
+                      xytext=LABEL_OFFSETS[index % len(LABEL_OFFSETS)], color=points.get_facecolor()[0])
     axes.set_xscale("log")
     axes.set_yscale("log")
     for axis in (axes.xaxis, axes.yaxis):
         axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-        axis.set_minor_formatter(NullFormatter())
-    axes.set_xlabel("file size (MB)")
+        axis.set_minor_formatter(FuncFormatter(label_some_minor_ticks))
+    axes.set_xlabel("file size (MB, 10^6 bytes)")
     axes.set_ylabel("median latency, batch 1 (ms)")
     axes.set_title(f"{report.get('model') or 'export'}: latency vs size, {report['machine']['threads']} thread(s), "
                    f"{report['machine']['cpu_model']}, {report['date_utc']}", fontsize=9)
@@ -440,6 +448,7 @@ def looks_like_model(target):
 
     return target in list_models()
 MODEL_MODE_CALIBRATION = 100
+MODEL_MODE_EXPORT_LATENCY_RUNS = 3  # the export's own parity latency; bench measures latency properly afterwards
 
 
 def model_to_export(target, input_size):
@@ -482,7 +491,8 @@ def bench_model(target, *, input_size=None, output=None, data=None, samples=None
         started = time.perf_counter()
         exported = export_model(model, formats=list(MODEL_MODE_FORMATS), precisions=list(MODEL_MODE_PRECISIONS),
                                 data=data or "digits", output_dir=export_dir, threads=threads,
-                                calibration_samples=MODEL_MODE_CALIBRATION, verify_samples=samples)
+                                calibration_samples=MODEL_MODE_CALIBRATION, verify_samples=samples,
+                                latency_runs=MODEL_MODE_EXPORT_LATENCY_RUNS)
         export_seconds = time.perf_counter() - started
         report = bench_export_dir(export_dir, runs=runs, warmup=warmup, threads=threads, batch=batch,
                                   output=output or os.path.join(workdir, "bench"), data=data, samples=samples,
