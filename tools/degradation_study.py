@@ -77,7 +77,7 @@ def train_one(name, data, recipe, seed):
     from reszoo.train import fit
 
     size = (recipe["image_size"], recipe["image_size"])
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     result = fit(name, data, epochs=recipe["steps"] // recipe["eval_every"], batch_size=recipe["batch_size"],
                  steps_per_epoch=recipe["eval_every"], lr=recipe["lr"], weight_decay=0.0, optimizer="sgd",
                  schedule="cosine", augment="none", seed=seed, image_size=size,
@@ -85,6 +85,7 @@ def train_one(name, data, recipe, seed):
     train_error, test_error = final_errors(result.model, data, size)
     return {
         "model": name, "seed": seed, "seconds": round(time.perf_counter() - started, 1),
+        "cpu_seconds": round(time.process_time() - cpu_started, 1),
         "steps": [h["step"] for h in result.history],
         "running_train_error": [1.0 - h["accuracy"] for h in result.history],
         "held_out_error": [1.0 - h["val_accuracy"] for h in result.history],
@@ -148,13 +149,13 @@ def percent(mean, std):
     return f"{100 * mean:.2f}% ± {100 * std:.2f}"
 
 
-def markdown(summary, recipe, data, claims, seconds):
+def markdown(summary, recipe, data, claims, seconds, cpu_seconds):
     """The study's Markdown report: recipe, table of final errors (mean ± std over seeds), verdicts."""
     lines = [
         f"Degradation study on `{data}`: {recipe['steps']} SGD steps (batch {recipe['batch_size']}, peak lr "
         f"{recipe['lr']}, cosine, momentum 0.9, no weight decay, no augmentation), width {recipe['width']}, "
         f"{recipe['image_size']}x{recipe['image_size']} input, seeds 0..{recipe['seeds'] - 1}; "
-        f"{seconds / 60:.1f} min in total.",
+        f"{seconds / 60:.1f} min wall, {cpu_seconds / 60:.1f} min CPU (all threads) in total.",
         "",
         "| model | final train error | final held-out error |",
         "|---|---|---|",
@@ -202,7 +203,7 @@ def plot(runs, models, recipe, path):
     plt.close(figure)
 
 
-def write_outputs(output, runs, summary, recipe, data, claims, models, seconds):
+def write_outputs(output, runs, summary, recipe, data, claims, models, seconds, cpu_seconds):
     """Write study.json/.md/.png into `output` atomically (temp dir, then os.replace per file)."""
     os.makedirs(output, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output, prefix=".tmp-") as temp:
@@ -211,7 +212,7 @@ def write_outputs(output, runs, summary, recipe, data, claims, models, seconds):
                        "claims": [{"claim": c, "reproduced": r, "sentence": s} for c, r, s in claims]},
                       handle, indent=1)
         with open(os.path.join(temp, "study.md"), "w", encoding="utf-8") as handle:
-            handle.write(markdown(summary, recipe, data, claims, seconds))
+            handle.write(markdown(summary, recipe, data, claims, seconds, cpu_seconds))
         plot(runs, models, recipe, os.path.join(temp, "study.png"))
         for name in ("study.json", "study.md", "study.png"):
             os.replace(os.path.join(temp, name), os.path.join(output, name))
@@ -235,9 +236,9 @@ def main(argv=None):
         sys.exit(f"error: {error}")
     summary = summarize(runs, args.models)
     claims = verdicts(summary)
-    seconds = time.perf_counter() - started
-    write_outputs(args.output, runs, summary, recipe, args.data, claims, args.models, seconds)
-    print(markdown(summary, recipe, args.data, claims, seconds))
+    seconds, cpu_seconds = time.perf_counter() - started, sum(r["cpu_seconds"] for r in runs)
+    write_outputs(args.output, runs, summary, recipe, args.data, claims, args.models, seconds, cpu_seconds)
+    print(markdown(summary, recipe, args.data, claims, seconds, cpu_seconds))
     print(f"wrote {os.path.join(args.output, 'study.png')}, study.md, study.json")
     return 0
 

@@ -29,7 +29,8 @@ def test_quick_mode_runs_end_to_end_and_writes_table_plot_and_json(tmp_path):
     report = json.loads((out / "study.json").read_text())
     assert [r["steps"] for r in report["runs"]] == [[2, 4]] * 4
     assert {(r["model"], r["seed"]) for r in report["runs"]} == {(m, s) for m in ("plain20", "resnet20") for s in (0, 1)}
-    assert all(0.0 <= r["final_train_error"] <= 1.0 for r in report["runs"])
+    assert all(0.0 <= r["final_train_error"] <= 1.0 and r["cpu_seconds"] > 0 for r in report["runs"])
+    assert "min CPU" in table
     with Image.open(out / "study.png") as image:
         assert image.format == "PNG"
     assert "wrote" in result.stdout
