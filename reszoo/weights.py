@@ -161,6 +161,21 @@ def _folded_biases(source, target):
     return biases
 
 
+def _shapes(arrays):
+    return [tuple(a.shape) for a in arrays]
+
+
+def _ported_values(name, source_layer, biases):
+    """The source layer's weights as the reszoo layer `name` needs them (conv biases moved into the BN)."""
+    values = [np.asarray(v) for v in source_layer.get_weights()]
+    if name in biases and len(values) == 4:  # this BN absorbs its conv's bias
+        gamma, beta, mean, variance = values
+        return [gamma, beta, mean - biases[name], variance]
+    if name.endswith("_conv") and re.sub(r"_conv$", "_bn", name) in biases:
+        return values[:1]  # the bias moved into the BN
+    return values
+
+
 def transfer_weights(keras_model, model):
     """Copy weights layer by layer (by name) from `keras_model` into `model`, folding conv biases into BN.
 
@@ -176,18 +191,9 @@ def transfer_weights(keras_model, model):
     orphans = set(biases) - set(target)
     if orphans:
         raise UserError(f"cannot fold conv biases: no BatchNormalization named {_names(orphans)}")
-    assignments, mismatched = {}, []
-    for name, layer in target.items():
-        values = [np.asarray(v) for v in source[name].get_weights()]
-        if name in biases and len(values) == 4:  # this BN absorbs its conv's bias
-            gamma, beta, mean, variance = values
-            values = [gamma, beta, mean - biases[name], variance]
-        elif name.endswith("_conv") and re.sub(r"_conv$", "_bn", name) in biases:
-            values = values[:1]  # the bias moved into the BN
-        expected = [tuple(w.shape) for w in layer.weights]
-        if [v.shape for v in values] != expected:
-            mismatched.append(f"{name} (expected {expected}, got {[v.shape for v in values]})")
-        assignments[name] = values
+    assignments = {name: _ported_values(name, source[name], biases) for name in target}
+    mismatched = [f"{name} (expected {_shapes(layer.weights)}, got {_shapes(assignments[name])})"
+                  for name, layer in target.items() if _shapes(layer.weights) != _shapes(assignments[name])]
     if mismatched:
         raise UserError(f"{len(mismatched)} layer(s) have mismatched shapes: {'; '.join(mismatched[:SHOWN_NAMES])}")
     for name, values in assignments.items():

@@ -3,8 +3,9 @@ import keras
 import numpy as np
 import pytest
 
+import reszoo
 from reszoo.errors import UserError
-from reszoo.weights import from_keras_applications
+from reszoo.weights import from_keras_applications, transfer_weights
 
 SIZE = 64
 
@@ -55,6 +56,10 @@ def test_v1_bias_is_folded_into_bn():
                                reference.get_layer("conv1_bn").moving_mean.numpy() - conv_bias, rtol=1e-6)
     assert not model.get_layer("conv1_conv").use_bias
     assert model.get_layer("conv3_block1_1_conv").strides == (2, 2)  # keras.applications: stride on the 1x1
+    narrow = reszoo.create_model("resnet50", width=32, include_top=False, input_shape=(SIZE, SIZE, 3))
+    with pytest.raises(UserError, match=r"\d+ layer\(s\) have mismatched shapes: conv1_conv \(expected \[\(7, 7, 3, 32\)\], "
+                                        r"got \[\(7, 7, 3, 64\)\]\)"):
+        transfer_weights(reference, narrow)
 
 
 def test_port_from_weights_file_with_classifier(tmp_path):
