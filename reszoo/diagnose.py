@@ -99,6 +99,8 @@ def outputs_softmax(model):
 class BlockProbe:
     """Evaluates one batch through `model` and returns block outputs, gates, loss and their gradients.
 
+    Runs in training mode, so like a training step it also updates the batch-norm moving statistics.
+
     Example:
         >>> import numpy as np, reszoo
         >>> probe = BlockProbe(reszoo.create_model("resnet20", width=4, input_shape=(16, 16, 3)))
