@@ -108,7 +108,8 @@ def _check_legacy_names(h5_path, keras_model, constructor):
     missing, unexpected = expected - stored, stored - expected
     if missing or unexpected:
         raise UserError(f"weights file {h5_path!r} does not match keras.applications.{constructor}: "
-                        f"missing layers: {_names(missing) or 'none'}; unexpected layers: {_names(unexpected) or 'none'}")
+                        f"missing layers: {_names(missing) or 'none'}; "
+                        f"unexpected layers: {_names(unexpected) or 'none'}")
 
 
 def load_keras_applications(path, name, input_shape=None):

@@ -13,7 +13,7 @@ Example:
 import keras
 from keras import layers
 
-from reszoo.layers import (check_choice, check_common_args, classifier_head, connection_mode, conv, conv_bn, merge,
+from reszoo.layers import (check_choice, check_common_args, classifier_head, connection_mode, conv_bn, merge,
                            squeeze_excite)
 from reszoo.registry import register_model
 from reszoo.weights import load_weights
@@ -123,8 +123,8 @@ def ResNet(stage_blocks, block="bottleneck", *, stride_in_1x1=False, stem="defau
         skip: False gives the plain net (same layers, no shortcut); highway: gated skip T*F(x) + (1-T)*x.
 
     Example:
-        >>> ResNet((2, 2, 2, 2), "basic").count_params()
-        11689512
+        >>> ResNet((2, 2, 2, 2), "basic").count_params()  # ResNet-18; 11,689,512 trainable
+        11699112
     """
     check_stage_blocks(stage_blocks)
     check_choice("block", block, tuple(BLOCKS))

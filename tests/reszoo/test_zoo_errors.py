@@ -68,7 +68,8 @@ def test_resnext_too_narrow():
 def test_weights_file_of_another_model_names_the_layers(tmp_path):
     path = tmp_path / "wide.weights.h5"
     reszoo.create_model("resnet18", **{**SMALL, "width": 16}).save_weights(path)
-    with pytest.raises(UserError, match=r"does not fit model 'resnet18': \d+ layer\(s\) do not fit: conv1_bn, conv1_conv"):
+    expected = r"does not fit model 'resnet18': \d+ layer\(s\) do not fit: conv1_bn, conv1_conv"
+    with pytest.raises(UserError, match=expected):
         reszoo.create_model("resnet18", weights=str(path), **SMALL)
 
 
