@@ -20,7 +20,7 @@ Example:
 """
 from export.errors import UserError
 from export.optimize.cluster import cluster
-from export.optimize.prune import STRUCTURES, prune
+from export.optimize.prune import STRUCTURES, kernel_sparsity, prune
 from export.optimize.qat import quantize_aware_train
 
 DEFAULT_OPTIONS = {"prune": None, "prune_structure": None, "qat": False, "cluster": None, "finetune_epochs": 2,
@@ -58,6 +58,13 @@ def check_options(options, train_data):
 def structure_sparsity(structure):
     zeros, group = STRUCTURES[structure]
     return zeros / group
+
+
+def final_sparsity(model, report):
+    """Overall kernel sparsity of the pruned layers in the final model (after clustering/QAT), or None."""
+    if "prune" not in report:
+        return None
+    return kernel_sparsity(model, list(report["prune"]["layers"]))[1]
 
 
 def as_twin(model):
@@ -103,7 +110,7 @@ def apply(model, options, train_data, progress=None):
         preserve = "clusters"
     if options["qat"]:
         current, report["qat_details"] = quantize_aware_train(current, x, y, preserve=preserve, **fit)
-    report["overall_sparsity"] = report["prune"]["overall_sparsity"] if "prune" in report else None
+    report["overall_sparsity"] = final_sparsity(current, report)
     report["clusters"] = report["cluster"]["clusters"] if "cluster" in report else None
     last_step = report.get("qat_details") or report.get("cluster") or report.get("prune")
     report["final_loss"] = last_step["fine_tune"]["loss"]

@@ -22,12 +22,13 @@ import numpy as np
 
 from export.optimize.finetune import fine_tune, steps_per_epoch
 from export.optimize.tfmot_loader import legacy_keras_env, load_tfmot
-from export.optimize.wrapping import clone_with
+from export.optimize.wrapping import clone_with, find_layer
 
 PRUNABLE_CLASSES = ("Conv2D", "Dense")
 STRUCTURES = {"2:4": (2, 4)}
 PRUNING_FRACTION_OF_TRAINING = 0.7  # reach the target at 70 % of the steps, then recover at fixed sparsity
-PRUNING_UPDATES = 10  # how many times the mask is recomputed on the way to the target
+PRUNING_UPDATES = 10
+KERNEL_NAMES = ("kernel", "depthwise_kernel")  # how many times the mask is recomputed on the way to the target
 
 
 def is_prunable(layer):
@@ -73,11 +74,18 @@ def wrap_for_pruning(model, sparsity, m_by_n, total_steps):
     return clone_with(model, wrap), wrapped, skipped
 
 
+def kernel_of(model, name):
+    """The kernel values of layer `name`, also when a tfmot wrapper (QAT, clustering) holds the layer."""
+    layer = find_layer(model, name)
+    kernels = [w for w in layer.weights if w.name.split("/")[-1].split(":")[0] in KERNEL_NAMES]
+    return np.asarray(kernels[0])
+
+
 def kernel_sparsity(model, names):
     """({layer name: zero fraction of its kernel}, overall zero fraction over those kernels)."""
     per_layer, zeros, total = {}, 0, 0
     for name in names:
-        kernel = np.asarray(model.get_layer(name).kernel)
+        kernel = kernel_of(model, name)
         layer_zeros = int(np.sum(kernel == 0))
         per_layer[name] = round(layer_zeros / kernel.size, 4)
         zeros, total = zeros + layer_zeros, total + kernel.size

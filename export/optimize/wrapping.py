@@ -34,3 +34,11 @@ def clone_with(model, wrap):
 
     with legacy_keras_env():
         return tf_keras.models.clone_model(model, clone_function=clone_layer)
+
+
+def find_layer(model, name):
+    """The layer called `name`, or the tfmot wrapper whose inner layer is called `name`."""
+    for layer in model.layers:
+        if layer.name == name or getattr(getattr(layer, "layer", None), "name", None) == name:
+            return layer
+    raise KeyError(f"model {model.name!r} has no layer {name!r}")
