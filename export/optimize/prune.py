@@ -27,8 +27,8 @@ from export.optimize.wrapping import clone_with, find_layer
 PRUNABLE_CLASSES = ("Conv2D", "Dense")
 STRUCTURES = {"2:4": (2, 4)}
 PRUNING_FRACTION_OF_TRAINING = 0.7  # reach the target at 70 % of the steps, then recover at fixed sparsity
-PRUNING_UPDATES = 10
-KERNEL_NAMES = ("kernel", "depthwise_kernel")  # how many times the mask is recomputed on the way to the target
+PRUNING_UPDATES = 10  # how many times the mask is recomputed on the way to the target
+KERNEL_NAMES = ("kernel", "depthwise_kernel")
 
 
 def is_prunable(layer):
