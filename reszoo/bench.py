@@ -207,7 +207,10 @@ def eval_split(manifest, data, samples):
     from export.datasets import load, resize, split
     from export.preprocess import check_spec, normalize
 
-    spec = check_spec(manifest["preprocessing"])
+    try:
+        spec = check_spec(manifest.get("preprocessing") or {})
+    except ValueError as error:
+        raise UserError(f"{MANIFEST_FILE}: {error}") from None
     source = data or (manifest.get("data") or {}).get("source") or "digits"
     size = tuple(spec["input_size"])
     _, held_out = split(load(source, NATIVE_SIZES.get(source, size), spec["channels"]))
@@ -228,6 +231,8 @@ def bench_rows(export_dir, manifest, x_eval, y_eval, *, runs, warmup, batch, thr
     rows, reference = [], None
     for name, fmt, precision, path in entries:
         runner = GraphKerasRunner(path, threads) if name == REFERENCE_NAME else load_runner(path, fmt, threads)
+        if name == REFERENCE_NAME:
+            flops = model_flops(runner.model)
         measured = measure_runner(runner, x_eval, y_eval if labels_meaningful else None, runs=runs,
                                   warmup=warmup, batch=batch)
         predictions = measured.pop("predictions")
@@ -236,16 +241,11 @@ def bench_rows(export_dir, manifest, x_eval, y_eval, *, runs, warmup, batch, thr
                      "size_bytes": path_size(path), **measured,
                      "top1_agreement": float((predictions == reference["predictions"]).mean()),
                      "speedup_vs_reference": reference["latency_median_ms"] / measured["latency_median_ms"]})
-    return rows, reference_path
+    return rows, reference_path, flops
 
 
-def roofline(model_path, rows, threads):
-    """sgemm GFLOP/s measured now, the model's FLOPs, the estimated latency and measured/estimated per row."""
-    import reszoo.layers  # noqa: F401  (registers reszoo's custom layers)
-    from export.metadata import load_model
-
-    model, _ = load_model(model_path)
-    flops = model_flops(model)
+def roofline(flops, rows, threads):
+    """sgemm GFLOP/s measured now, the estimated latency for `flops` and measured/estimated for every row."""
     gflops = sgemm_gflops(threads)
     estimate_ms = flops / (gflops * 1e9) * 1e3
     for row in rows:
@@ -264,14 +264,13 @@ def bench_export_dir(export_dir, *, runs=50, warmup=5, threads=1, batch=8, outpu
         >>> report["rows"][1]["speedup_vs_reference"] > 0  # doctest: +SKIP
         True
     """
-    check_positive(runs=runs, batch=batch, threads=threads)
-    if warmup < 0:
-        raise UserError(f"--warmup {warmup} must be >= 0")
+    check_positive(runs=runs, batch=batch, threads=threads, samples=1 if samples is None else samples,
+                   warmup=warmup + 1)
     manifest = read_manifest(export_dir)
     applied_threads = fix_tensorflow_threads(threads)
     x_eval, y_eval, data_description = eval_split(manifest, data, samples)
-    rows, reference_path = bench_rows(export_dir, manifest, x_eval, y_eval, runs=runs, warmup=warmup, batch=batch,
-                                      threads=threads, labels_meaningful=labels_meaningful)
+    rows, reference_path, flops = bench_rows(export_dir, manifest, x_eval, y_eval, runs=runs, warmup=warmup,
+                                             batch=batch, threads=threads, labels_meaningful=labels_meaningful)
     report = {
         "schema": SCHEMA_VERSION,
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -284,7 +283,7 @@ def bench_export_dir(export_dir, *, runs=50, warmup=5, threads=1, batch=8, outpu
         "settings": {"runs": runs, "warmup": warmup, "batch": batch, "latency_batch": 1},
         "data": data_description,
         "accuracy_note": note,
-        "roofline": roofline(reference_path, rows, threads),
+        "roofline": roofline(flops, rows, threads),
         "rows": rows,
     }
     write_outputs(report, output or export_dir)
@@ -292,10 +291,10 @@ def bench_export_dir(export_dir, *, runs=50, warmup=5, threads=1, batch=8, outpu
 
 
 def check_positive(**values):
-    """UserError naming the first of `values` that is not a positive integer."""
+    """UserError naming the first of `values` that is below 1 (pass `warmup + 1` to allow 0 warm-up runs)."""
     for name, value in values.items():
         if value < 1:
-            raise UserError(f"--{name} {value} must be >= 1")
+            raise UserError(f"--{name} must be >= {1 if name != 'warmup' else 0}")
 
 
 # ---------------------------------------------------------------------------------------------------- outputs
@@ -359,6 +358,10 @@ def render_markdown(report):
     ]
     if report.get("accuracy_note"):
         lines.append(f"- note: {report['accuracy_note']}")
+    if report.get("export"):
+        gates = "all passed" if report["export"]["parity_passed"] else "not all passed (see the agreement column)"
+        lines.append(f"- exported on the fly by export.export_model in {report['export']['seconds']:.0f} s "
+                     f"(temporary dir, deleted); parity gates: {gates}")
     return "\n".join(lines + ["", markdown_table(report["rows"]), "", roofline_line(report), ""])
 
 
