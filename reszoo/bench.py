@@ -451,6 +451,7 @@ def looks_like_model(target):
 
     return target in list_models()
 MODEL_MODE_CALIBRATION = 100
+RANDOM_INIT_SEED = 0
 MODEL_MODE_EXPORT_LATENCY_RUNS = 3  # the export's own parity latency; bench measures latency properly afterwards
 
 
@@ -462,10 +463,13 @@ def model_to_export(target, input_size):
         if input_size:
             raise UserError("--input-size applies to zoo model names; a .keras file has its own input size")
         return target, True, None
+    import keras
+
     entry = get_entry(target)
     size = input_size or entry.default_input[0]
+    keras.utils.set_random_seed(RANDOM_INIT_SEED)  # the same random weights in every run, so runs compare
     model = create_model(target, input_shape=(size, size, entry.default_input[2]), num_classes=entry.default_classes)
-    note = (f"{target} has random-init weights ({entry.default_classes} classes), so accuracy is not meaningful; "
+    note = (f"{target} has random-init weights (seed {RANDOM_INIT_SEED}, {entry.default_classes} classes), so accuracy is not meaningful; "
             "quality = top-1 agreement with the Keras reference. Calibration (train split) and evaluation "
             f"(held-out split) use real images: the embedded digits resized to {size}x{size}.")
     return model, False, note
