@@ -471,7 +471,8 @@ def model_to_export(target, input_size):
     model = create_model(target, input_shape=(size, size, entry.default_input[2]), num_classes=entry.default_classes)
     note = (f"{target} has random-init weights (seed {RANDOM_INIT_SEED}, {entry.default_classes} classes), so "
             "accuracy is not meaningful; quality = top-1 agreement with the Keras reference. Calibration "
-            f"(train split) and evaluation (held-out split) use real images: the embedded digits resized to {size}x{size}.")
+            f"(train split) and evaluation (held-out split) use real images: the embedded digits resized to "
+            f"{size}x{size}.")
     return model, False, note
 
 
