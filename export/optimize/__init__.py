@@ -2,9 +2,10 @@
 
 `apply` rebuilds the Keras-3 model as a tf_keras twin (`export.twin`), because tfmot only accepts tf_keras
 models, then runs the requested steps in the order prune -> cluster -> QAT, each fine-tuned on the
-training data; later steps preserve what earlier ones did (sparsity-preserving clustering, prune/cluster-
-preserving QAT). The returned tf_keras model converts to TFLite/ONNX through a SavedModel; a QAT model
-holds fake-quant ops, so its TFLite int8 needs no calibration data and its ONNX export has QDQ nodes.
+training data; later steps preserve what earlier ones did (sparsity-preserving clustering; QAT re-applies
+the pruning zeros after every batch and uses the cluster-preserving scheme after clustering). The
+returned tf_keras model converts to TFLite/ONNX through a SavedModel; a QAT model holds fake-quant ops,
+so its TFLite int8 takes its ranges from training and its ONNX export has QDQ nodes.
 tfmot is imported lazily and TF_USE_LEGACY_KERAS is left as it was.
 
 Example:
@@ -24,7 +25,10 @@ from export.optimize.prune import STRUCTURES, kernel_sparsity, prune
 from export.optimize.qat import quantize_aware_train
 
 DEFAULT_OPTIONS = {"prune": None, "prune_structure": None, "qat": False, "cluster": None, "finetune_epochs": 2,
-                   "batch_size": 32, "learning_rate": 1e-4}
+                   "batch_size": 32, "learning_rate": None}
+# Adam learning rate per step when options give none: pruning must recover from removed weights (tfmot's
+# guides fine-tune with Adam's default 1e-3); clustering and QAT only adjust a converged model.
+STEP_LEARNING_RATES = {"prune": 1e-3, "cluster": 1e-4, "qat": 1e-4}
 MIN_FINETUNE_STEPS = 2
 
 
@@ -80,7 +84,8 @@ def apply(model, options, train_data, progress=None):
     """Run the requested optimizations; returns (model_for_conversion, report_dict).
 
     options: {"prune": float|None, "prune_structure": "2:4"|None, "qat": bool, "cluster": int|None,
-    "finetune_epochs": int, "batch_size": int, "learning_rate": float} (missing keys take DEFAULT_OPTIONS).
+    "finetune_epochs": int, "batch_size": int, "learning_rate": float|None} (missing keys take DEFAULT_OPTIONS;
+    learning_rate None means STEP_LEARNING_RATES).
     train_data: (x preprocessed float32 NHWC, y int labels). progress: optional callable
     progress(description, completed, total), called per fine-tuning batch.
     Returns `model` unchanged and {} when nothing is requested. The report holds "finetune_epochs", "qat",
@@ -96,20 +101,22 @@ def apply(model, options, train_data, progress=None):
         return model, {}
     check_options(options, train_data)
     x, y = train_data
-    fit = {"epochs": int(options["finetune_epochs"]), "batch_size": int(options["batch_size"]),
-           "learning_rate": float(options["learning_rate"]), "progress": progress}
+    fit = {"epochs": int(options["finetune_epochs"]), "batch_size": int(options["batch_size"]), "progress": progress}
+    rates = {step: float(options["learning_rate"] or rate) for step, rate in STEP_LEARNING_RATES.items()}
     current = as_twin(model)
-    report = {"finetune_epochs": fit["epochs"], "qat": bool(options["qat"])}
+    report = {"finetune_epochs": fit["epochs"], "qat": bool(options["qat"]), "learning_rates": rates}
     preserve = None
     if options["prune"] or options["prune_structure"]:
-        current, report["prune"] = prune(current, options["prune"], options["prune_structure"], x, y, **fit)
+        current, report["prune"] = prune(current, options["prune"], options["prune_structure"], x, y,
+                                         learning_rate=rates["prune"], **fit)
         preserve = "sparsity"
     if options["cluster"]:
-        current, report["cluster"] = cluster(current, int(options["cluster"]), x, y,
+        current, report["cluster"] = cluster(current, int(options["cluster"]), x, y, learning_rate=rates["cluster"],
                                              preserve_sparsity=preserve == "sparsity", **fit)
         preserve = "clusters"
     if options["qat"]:
-        current, report["qat_details"] = quantize_aware_train(current, x, y, preserve=preserve, **fit)
+        current, report["qat_details"] = quantize_aware_train(current, x, y, preserve=preserve,
+                                                              learning_rate=rates["qat"], **fit)
     report["overall_sparsity"] = final_sparsity(current, report)
     report["clusters"] = report["cluster"]["clusters"] if "cluster" in report else None
     last_step = report.get("qat_details") or report.get("cluster") or report.get("prune")

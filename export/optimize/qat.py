@@ -17,10 +17,13 @@ Example:
 """
 import functools
 
+import numpy as np
+
 from export.optimize.finetune import fine_tune
 from export.optimize.tfmot_loader import legacy_keras_env, load_tfmot
 from export.optimize.wrapping import clone_with
 BATCH_NORM_CLASSES = ("BatchNormalization", "SyncBatchNormalization")
+KERNEL_NAMES = ("kernel", "depthwise_kernel")
 FOLDABLE_CONV_CLASSES = ("Conv2D", "DepthwiseConv2D")
 
 
@@ -73,27 +76,34 @@ def custom_objects(model):
     return objects
 
 
-def folds_into_conv(layer):
+def producer_names(model):
+    """{layer name: names of the layers feeding its first call in `model`} (from the model's own graph)."""
+    producers = {}
+    for spec in model.get_config()["layers"]:
+        nodes = spec.get("inbound_nodes") or [[]]
+        producers[spec["name"]] = [entry[0] for entry in nodes[0]]
+    return producers
+
+
+def folds_into_conv(layer, model, producers):
     """True for a BatchNormalization right after a linear Conv2D/DepthwiseConv2D: tfmot folds the pair."""
-    if layer.__class__.__name__ not in BATCH_NORM_CLASSES or len(layer.inbound_nodes) != 1:
+    inputs = producers.get(layer.name, [])
+    if layer.__class__.__name__ not in BATCH_NORM_CLASSES or len(inputs) != 1:
         return False
-    producer = layer.inbound_nodes[0].inbound_layers
+    producer = model.get_layer(inputs[0])
     return (producer.__class__.__name__ in FOLDABLE_CONV_CLASSES
-            and getattr(producer, "activation", None).__name__ == "linear")
-
-
-def uses_default_config(layer, registry):
-    """Layers quantized by tfmot's own rules; the rest get OutputQuantizeConfig."""
-    return registry.supports(layer) or folds_into_conv(layer)
+            and getattr(producer.activation, "__name__", None) == "linear")
 
 
 def annotate(model, tfmot):
     """(clone of `model` with every layer annotated, {layer name: 'default' | 'output-only'})."""
     registry = default_registry()
+    producers = producer_names(model)
     kinds = {}
 
     def wrap(original, clone):
-        config = None if uses_default_config(original, registry) else output_quantize_config_class()()
+        tfmot_rules = registry.supports(original) or folds_into_conv(original, model, producers)
+        config = None if tfmot_rules else output_quantize_config_class()()
         kinds[original.name] = "default" if config is None else "output-only"
         return tfmot.quantization.keras.quantize_annotate_layer(clone, quantize_config=config)
 
@@ -101,13 +111,39 @@ def annotate(model, tfmot):
 
 
 def quantize_scheme(tfmot, preserve):
-    """The tfmot scheme: keep pruning zeros / cluster centroids when the model was pruned / clustered."""
-    combine = tfmot.experimental.combine
+    """The tfmot scheme: keep cluster centroids when the model was clustered, else the default scheme.
+
+    Pruning zeros are re-applied after every batch by `keep_zeros_callback`, so a pruned model is
+    quantized with exactly the same (default) rules as an unpruned one.
+    """
     if preserve == "clusters":
-        return combine.Default8BitClusterPreserveQuantizeScheme()
-    if preserve == "sparsity":
-        return combine.Default8BitPrunePreserveQuantizeScheme()
+        return tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme()
     return tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
+
+
+def zero_masked_kernels(model):
+    """[(kernel variable, mask of its non-zeros)] for every kernel that already holds zeros (pruned)."""
+    pairs = []
+    for weight in model.weights:
+        if weight.name.split("/")[-1].split(":")[0] in KERNEL_NAMES:
+            values = np.asarray(weight)
+            if np.any(values == 0):
+                pairs.append((weight, (values != 0).astype(values.dtype)))
+    return pairs
+
+
+def keep_zeros_callback(model):
+    """A tf_keras callback re-applying the pruning zeros after every QAT batch."""
+    import tf_keras
+
+    masked = zero_masked_kernels(model)
+
+    class KeepZeros(tf_keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            for variable, mask in masked:
+                variable.assign(variable * mask)
+
+    return KeepZeros()
 
 
 def quantize_aware_train(model, x, y, epochs, batch_size, learning_rate, preserve=None, progress=None):
@@ -120,6 +156,7 @@ def quantize_aware_train(model, x, y, epochs, batch_size, learning_rate, preserv
     with legacy_keras_env():
         with tfmot.quantization.keras.quantize_scope(custom_objects(model)):
             quantized = tfmot.quantization.keras.quantize_apply(annotated, quantize_scheme(tfmot, preserve))
-        metrics = fine_tune(quantized, x, y, epochs, batch_size, learning_rate, progress=progress,
-                            description="fine-tune (QAT)")
+        callbacks = [keep_zeros_callback(quantized)] if preserve == "sparsity" else []
+        metrics = fine_tune(quantized, x, y, epochs, batch_size, learning_rate, callbacks=callbacks,
+                            progress=progress, description="fine-tune (QAT)")
     return quantized, {"annotated_layers": kinds, "preserve": preserve, "fine_tune": metrics}

@@ -86,3 +86,13 @@ def test_qat_handles_highway_gates_and_converts_to_full_int8(digits, tmp_path, n
     targets = check_tflite(path, "edgetpu")
     assert targets["passed"], targets["problems"]
     assert {"MUL", "SUB"} <= {entry["op"] for entry in targets["ops"]}
+
+
+def test_prune_then_qat_keeps_zeros_and_still_folds_batch_norm(trained_resnet, digits):
+    """After strip_pruning the graph is re-cloned; BN must still fold into its conv and zeros must stay."""
+    x, y, _, _ = digits
+    model, report = apply(trained_resnet, {"prune": 0.5, "qat": True, "finetune_epochs": 1, "batch_size": 64},
+                          (x[:256], y[:256]))
+    kinds = report["qat_details"]["annotated_layers"]
+    assert all(kind == "default" for name, kind in kinds.items() if name.endswith("_bn"))
+    assert abs(report["overall_sparsity"] - 0.5) <= 0.01  # measured on the QAT model's kernels
