@@ -1,9 +1,10 @@
 """Quantization-aware training with tfmot on a tf_keras twin, annotating layer by layer.
 
 tfmot's whole-model `quantize_model` rejects Multiply (SE, highway gates), Subtract, Rescaling and custom
-layers. Here every layer the default 8-bit registry knows (and every BatchNormalization that tfmot folds into the preceding
-convolution) is annotated with its default config; every other layer gets `OutputQuantizeConfig` (no weight quantization, fake-quantized output), so the converter sees a
-range for every tensor. The result still contains fake-quant ops: convert it with `Optimize.DEFAULT` to get
+layers. Here every layer the default 8-bit registry knows, and every BatchNormalization that tfmot folds
+into the convolution before it, is annotated with its default config; every other layer gets
+`OutputQuantizeConfig` (no weight quantization, fake-quantized output), so the converter sees a range for
+every tensor. The result still contains fake-quant ops: convert it with `Optimize.DEFAULT` to get
 a full-int8 TFLite file, or export it to ONNX to get QDQ nodes.
 
 Example:
