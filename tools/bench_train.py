@@ -39,10 +39,16 @@ def synthetic_images(count, image_size, classes, seed=0):
     return LabeledImages(x, (np.arange(count) % classes).astype("int64"), [str(c) for c in range(classes)], "synthetic")
 
 
-def reszoo_round(data, batch_size, steps, classes, xla):
-    """A function running `steps` steps of reszoo's loop (default strategy) on a fresh epoch of `data`."""
+def reszoo_round(data, batch_size, steps, classes, xla, keras_model=False):
+    """A function running `steps` steps of reszoo's loop (default strategy) on a fresh epoch of `data`.
+
+    `keras_model=True` trains keras.applications.ResNet50 itself with reszoo's loop (isolates loop vs model).
+    """
     strategy = tf.distribute.get_strategy()
-    model = create_model("resnet50", input_shape=data.x.shape[1:], num_classes=classes, weights=None)
+    if keras_model:
+        model = keras.applications.ResNet50(weights=None, input_shape=data.x.shape[1:], classes=classes)
+    else:
+        model = create_model("resnet50", input_shape=data.x.shape[1:], num_classes=classes, weights=None)
     optimizer = make_optimizer("sgd", lr=0.01, schedule="cosine", total_steps=10_000)
     optimizer.build(model.trainable_variables)
     step = make_train_step(strategy, model, optimizer, num_classes=classes, global_batch=batch_size, xla=xla)
@@ -89,6 +95,7 @@ def main():
         "reszoo loop (strategy.run), --xla": reszoo_round(*shape, xla=True),
         "keras ResNet50 + fit, jit_compile=auto [default]": keras_fit_round(*shape, jit_compile="auto"),
         "keras ResNet50 + fit, jit_compile=False": keras_fit_round(*shape, jit_compile=False),
+        "reszoo loop on keras ResNet50, xla off": reszoo_round(*shape, xla=False, keras_model=True),
     }
     for run in contestants.values():
         run()  # warm-up: tracing and XLA compilation are not timed
@@ -103,10 +110,11 @@ def main():
           f"{args.rounds} interleaved rounds (median), CPU only, {os.cpu_count()} cores visible")
     for name, value in rate.items():
         print(f"  {name:50s} {value:8.2f} images/s")
-    ours, ours_xla, theirs, theirs_plain = rate.values()
+    ours, ours_xla, theirs, theirs_plain, loop_on_keras = rate.values()
     print(f"  ratio reszoo / keras fit, both defaults        {ours / theirs:6.2f}")
     print(f"  ratio reszoo --xla / keras fit (XLA)           {ours_xla / theirs:6.2f}")
     print(f"  ratio reszoo / keras fit, both without XLA     {ours / theirs_plain:6.2f}")
+    print(f"  ratio reszoo loop / fit, same keras model, no XLA {loop_on_keras / theirs_plain:6.2f}")
 
 
 if __name__ == "__main__":
