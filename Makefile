@@ -20,12 +20,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# The shipped default (saved_models/) -> TFLite fp32/fp16/dynamic/int8 + ONNX fp32/int8/dynamic, each verified on
+# The shipped default (saved_models/) -> TFLite fp32/fp16/dynamic/int8 + ONNX fp32/int8, each verified on
 # the held-out digits, then every artifact benchmarked against the Keras reference. Re-runnable (--force).
 DEMO_DIR := exports/demo
 demo: $(STAMP)
 	$(BIN)/reszoo export saved_models/resnet20_digits.keras --format tflite --format onnx \
-		--precision fp32 --precision fp16 --precision dynamic --precision int8 \
+		--precision fp32 --precision int8 --precision tflite:fp16 --precision tflite:dynamic \
 		--data digits --latency-runs 10 --output $(DEMO_DIR) --force
 	$(BIN)/reszoo bench $(DEMO_DIR) --runs 30 --warmup 5 --threads 1 --batch 8
 	@echo "files: $(DEMO_DIR)/ (artifacts, manifest.json, report.md/json, bench.md/json/png)"

@@ -41,13 +41,20 @@ class LabeledImages:
         return LabeledImages(self.x[indices], y, self.class_names, self.source)
 
 
+RESIZE_CHUNK = 128  # images per tf.image.resize call: bounds TF's float intermediates for large sizes
+
+
 def resize(images, image_size, antialias=True):
-    """Bilinear resize of NHWC float images to `image_size` (no-op when already that size)."""
+    """Bilinear resize of NHWC float images to `image_size` (no-op when already that size), in chunks."""
     if tuple(images.shape[1:3]) == tuple(image_size):
         return images.astype("float32")
     import tensorflow as tf
 
-    return tf.image.resize(images, image_size, method="bilinear", antialias=antialias).numpy().astype("float32")
+    out = np.empty((len(images), *image_size, images.shape[-1]), dtype="float32")
+    for start in range(0, len(images), RESIZE_CHUNK):
+        chunk = images[start:start + RESIZE_CHUNK]
+        out[start:start + len(chunk)] = tf.image.resize(chunk, image_size, method="bilinear", antialias=antialias)
+    return out
 
 
 def to_channels(images, channels):

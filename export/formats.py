@@ -67,31 +67,62 @@ def _check_known_precisions(precisions):
             raise UserError(f"unknown precision {precision!r}; allowed: {', '.join(ALL_PRECISIONS)}")
 
 
+def _parse_precisions(tokens):
+    """Split precision tokens into plain ones ("int8": every chosen format) and scoped pairs ("tflite:fp16")."""
+    plain, scoped = [], []
+    for token in tokens:
+        if ":" in token:
+            format_name, precision = token.split(":", 1)
+            get_format(format_name).check_precision(precision)
+            scoped.append((format_name, precision))
+        else:
+            plain.append(token)
+    _check_known_precisions(plain)
+    return plain, scoped
+
+
+def _default_formats(plain, scoped):
+    """Formats used when none is given: the defaults offering a plain precision, plus formats named in scoped ones."""
+    defaults = [FORMATS[name] for name in DEFAULT_FORMATS]
+    if plain:
+        base = [f for f in defaults if set(plain) & set(f.precisions)]
+    else:
+        base = [] if scoped else defaults
+    named = {name for name, _ in scoped}
+    return [f for f in FORMATS.values() if f in base or f.name in named] or defaults
+
+
 def plan(formats=None, precisions=None, all_formats=False):
     """List of (Format, precision) pairs to export, in table order.
 
     - `all_formats`: every format with every precision it offers (formats/precisions then must be empty).
-    - no formats: tflite and onnx (those of them offering a given precision).
+    - a precision "FORMAT:PRECISION" (e.g. "tflite:fp16") applies to that format only; a plain precision
+      applies to every chosen format that offers it.
+    - no formats: tflite and onnx (those of them offering a given precision) plus formats named in scoped ones.
     - no precisions: each chosen format's default precision.
-    - every given format must offer at least one given precision, and every given precision must be offered
-      by some given format; otherwise UserError naming the allowed values.
+    - every given format must offer at least one requested precision, and every plain precision must be
+      offered by some chosen format; otherwise UserError naming the allowed values.
+
+    Example:
+        >>> [(f.name, p) for f, p in plan(precisions=["int8", "tflite:fp16"])]
+        [('tflite', 'fp16'), ('tflite', 'int8'), ('onnx', 'int8')]
     """
     formats, precisions = list(dict.fromkeys(formats or [])), list(dict.fromkeys(precisions or []))
-    _check_known_precisions(precisions)
+    plain, scoped = _parse_precisions(precisions)
     chosen = [get_format(name) for name in formats]
     if all_formats:
         if formats or precisions:
             raise UserError("--all selects every format and precision; do not combine it with --format/--precision")
         return [(fmt, p) for fmt in FORMATS.values() for p in fmt.precisions]
     if not chosen:
-        defaults = [FORMATS[name] for name in DEFAULT_FORMATS]
-        chosen = [f for f in defaults if not precisions or set(precisions) & set(f.precisions)] or defaults
-    for precision in precisions:
+        chosen = _default_formats(plain, scoped)
+    for precision in plain:
         if not any(precision in f.precisions for f in chosen):
             chosen[0].check_precision(precision)
     pairs = []
     for fmt in chosen:
-        wanted = [p for p in fmt.precisions if p in precisions] if precisions else [fmt.default_precision]
+        requested = set(plain) | {p for name, p in scoped if name == fmt.name}
+        wanted = [p for p in fmt.precisions if p in requested] if precisions else [fmt.default_precision]
         if not wanted:
             raise UserError(f"format {fmt.name!r} offers none of the requested precisions "
                             f"({', '.join(precisions)}); allowed: {', '.join(fmt.precisions)}")

@@ -112,9 +112,10 @@ def read_manifest(export_dir):
     """The manifest dict of `export_dir`; UserError when the dir or its manifest is missing or unreadable."""
     path = os.path.join(export_dir, MANIFEST_FILE)
     if not os.path.isdir(export_dir):
-        raise UserError(f"export dir {os.fspath(export_dir)!r} does not exist")
+        raise UserError(f"export dir {os.fspath(export_dir)!r} does not exist; run `reszoo export` first")
     if not os.path.isfile(path):
-        raise UserError(f"{os.fspath(export_dir)!r} has no {MANIFEST_FILE}; is it a `reszoo export` output dir?")
+        state = "is empty" if not os.listdir(export_dir) else f"has no {MANIFEST_FILE}"
+        raise UserError(f"export dir {os.fspath(export_dir)!r} {state}; is it a `reszoo export` output dir?")
     try:
         with open(path) as handle:
             manifest = json.load(handle)

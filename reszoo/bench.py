@@ -26,10 +26,10 @@ import time
 import numpy as np
 
 from export.errors import UserError
+from export.manifest import MANIFEST_FILE, read_manifest
 from export.runtimes import KerasRunner, Runner, load_runner
 
 BENCH_FILES = ("bench.json", "bench.md", "bench.png")
-MANIFEST_FILE = "manifest.json"
 REFERENCE_NAME = "keras (reference)"
 SGEMM_SIZE = 1024
 SCHEMA_VERSION = 1
@@ -151,24 +151,6 @@ def measure_runner(runner, x_eval, y_eval, *, runs, warmup, batch):
 
 
 # ------------------------------------------------------------------------------------------- export-dir reading
-def read_manifest(export_dir):
-    """The manifest of `export_dir`; UserError (one line) when the dir is missing, empty or not an export."""
-    if not os.path.isdir(export_dir):
-        raise UserError(f"export dir {export_dir!r} does not exist; run `reszoo export` first")
-    path = os.path.join(export_dir, MANIFEST_FILE)
-    if not os.path.isfile(path):
-        state = "is empty" if not os.listdir(export_dir) else f"has no {MANIFEST_FILE}"
-        raise UserError(f"export dir {export_dir!r} {state}; run `reszoo export --output {export_dir}` first")
-    try:
-        with open(path) as handle:
-            manifest = json.load(handle)
-    except (OSError, ValueError) as error:
-        raise UserError(f"cannot read {path!r}: {error}") from None
-    if not manifest.get("artifacts"):
-        raise UserError(f"{path!r} lists no artifacts; re-run `reszoo export`")
-    return manifest
-
-
 def artifact_path(export_dir, artifact):
     """Absolute path of a manifest artifact; UserError when its file is gone."""
     path = os.path.join(export_dir, artifact["file"])

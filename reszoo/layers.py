@@ -118,6 +118,15 @@ def squeeze_excite(x, name, ratio=0.25, weight_decay=0.0):
     return layers.Multiply(name=f"{name}_se_excite")([x, s])
 
 
+def subsample_and_pad_channels(x, strides, out_channels, pad):
+    """Option-A shortcut math: keep every `strides`-th pixel, zero-pad channels symmetrically with `pad`."""
+    if strides > 1:
+        x = x[:, ::strides, ::strides, :]
+    extra = out_channels - x.shape[-1]
+    before = extra // 2
+    return pad(x, [[0, 0], [0, 0], [0, 0], [before, extra - before]])
+
+
 @keras.saving.register_keras_serializable(package="reszoo")
 class ZeroPadShortcut(layers.Layer):
     """Parameter-free shortcut (He et al. 2015, option A): subsample by `strides`, zero-pad channels.
@@ -134,11 +143,7 @@ class ZeroPadShortcut(layers.Layer):
         self.strides = int(strides)
 
     def call(self, x):
-        if self.strides > 1:
-            x = x[:, :: self.strides, :: self.strides, :]
-        extra = self.out_channels - x.shape[-1]
-        before = extra // 2
-        return keras.ops.pad(x, [[0, 0], [0, 0], [0, 0], [before, extra - before]])
+        return subsample_and_pad_channels(x, self.strides, self.out_channels, keras.ops.pad)
 
     def compute_output_shape(self, input_shape):
         def shrink(d):
@@ -163,11 +168,7 @@ def _tf_keras_zero_pad_shortcut():
             self.strides = int(strides)
 
         def call(self, x):
-            if self.strides > 1:
-                x = x[:, :: self.strides, :: self.strides, :]
-            extra = self.out_channels - x.shape[-1]
-            before = extra // 2
-            return tf.pad(x, [[0, 0], [0, 0], [0, 0], [before, extra - before]])
+            return subsample_and_pad_channels(x, self.strides, self.out_channels, tf.pad)
 
         def get_config(self):
             return {**super().get_config(), "out_channels": self.out_channels, "strides": self.strides}

@@ -47,6 +47,27 @@ def register_model(name, *, family, paper, default_input=(224, 224, 3), default_
     return decorate
 
 
+def register_rows(rows, builder, *, family, paper, describe):
+    """Register one model per `rows` item (name -> row): `create_model(name, **kw)` calls `builder(row, **kw)`.
+
+    `describe(name, row)` gives the docstring. Depth variants stay data, as in timm's registry.
+
+    Example:
+        >>> register_rows({"tiny_a": (1, 1)}, lambda row, **kw: row, family="example",
+        ...               paper="none", describe=lambda name, row: name)  # doctest: +SKIP
+    """
+    for name, row in rows.items():
+        register_model(name, family=family, paper=paper)(_bind(builder, name, row, describe(name, row)))
+
+
+def _bind(builder, name, row, doc):
+    def build(**kwargs):
+        return builder(row, **kwargs)
+
+    build.__name__, build.__doc__ = name, doc
+    return build
+
+
 def _ensure_builders_loaded():
     import reszoo.models  # noqa: F401  (importing registers every family)
 

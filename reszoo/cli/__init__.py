@@ -12,6 +12,7 @@ import sys
 import click
 
 from export.errors import UserError
+from reszoo.cli.quiet import import_tensorflow_quietly
 
 # command name -> "module:attribute"; each module defines one click command.
 COMMANDS = {
@@ -50,8 +51,16 @@ def cli():
     """reszoo: residual-network model zoo and edge-export toolkit."""
 
 
+def _runs_a_command(argv):
+    """True when argv names a command to run (not just --help/--version), so TF will be needed."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    return any(a in COMMANDS for a in args) and not {"-h", "--help"} & set(args)
+
+
 def main(argv=None):
     """Entry point of the `reszoo` console script; maps user errors to one line and exit code 2."""
+    if _runs_a_command(argv):
+        import_tensorflow_quietly()
     try:
         return cli.main(args=argv, prog_name="reszoo", standalone_mode=False)
     except UserError as error:

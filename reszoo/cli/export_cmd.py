@@ -80,8 +80,9 @@ def resolve_model(model):
 @click.argument("model", required=False)
 @click.option("--format", "formats", multiple=True, type=click.Choice(list(FORMATS)),
               help="Repeatable [tflite and onnx].")
-@click.option("--precision", "precisions", multiple=True, type=click.Choice(list(ALL_PRECISIONS)),
-              help="Repeatable [fp32]; each format gets the ones it offers.")
+@click.option("--precision", "precisions", multiple=True, metavar="[FORMAT:]PRECISION",
+              help=f"Repeatable [fp32]; one of {', '.join(ALL_PRECISIONS)}. Plain: every format offering it; "
+              "FORMAT:PRECISION (e.g. tflite:fp16): that format only.")
 @click.option("--all", "all_formats", is_flag=True, help="Every format with every precision it offers.")
 @click.option("--data", default=None, help="'digits', a folder of class sub-folders, or an .npz with x/y "
               "[the model's recorded data, else digits].")

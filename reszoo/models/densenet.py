@@ -13,7 +13,7 @@ import keras
 from keras import layers
 
 from reszoo.layers import batch_norm, check_common_args, classifier_head, conv
-from reszoo.registry import register_model
+from reszoo.registry import register_rows
 from reszoo.weights import load_weights
 
 PAPER_DENSENET = "Huang et al. 2017, Densely Connected Convolutional Networks, arXiv:1608.06993"
@@ -84,15 +84,5 @@ def DenseNet(block_layers, *, growth_rate=32, width=64, skip=True, highway=False
     return load_weights(model, weights)
 
 
-def _register(name, block_layers):
-    @register_model(name, family="densenet", paper=PAPER_DENSENET)
-    def build(**kwargs):
-        return DenseNet(block_layers, **kwargs)
-
-    build.__name__ = name
-    build.__doc__ = f"{name}: dense blocks {block_layers}. Example: reszoo.create_model({name!r})"
-    return build
-
-
-for _name, _block_layers in DENSENET_DEPTHS.items():
-    _register(_name, _block_layers)
+register_rows(DENSENET_DEPTHS, DenseNet, family="densenet", paper=PAPER_DENSENET,
+              describe=lambda name, rows: f"{name}: dense blocks {rows}. Example: reszoo.create_model({name!r})")

@@ -16,7 +16,7 @@ from keras import layers
 
 from reszoo.layers import batch_norm, check_common_args, classifier_head, connection_mode, conv, merge
 from reszoo.models.resnet import check_stage_blocks
-from reszoo.registry import register_model
+from reszoo.registry import register_rows
 from reszoo.weights import load_weights
 
 PAPER_V2 = "He et al. 2016, Identity Mappings in Deep Residual Networks, arXiv:1603.05027"
@@ -99,15 +99,6 @@ def ResNetV2(stage_blocks, *, width=64, skip=True, highway=False, input_shape=No
     return load_weights(model, weights)
 
 
-def _register(name, stage_blocks):
-    @register_model(name, family="resnet_v2", paper=PAPER_V2)
-    def build(**kwargs):
-        return ResNetV2(stage_blocks, **kwargs)
-
-    build.__name__ = name
-    build.__doc__ = f"{name}: pre-activation, blocks {stage_blocks}. Example: reszoo.create_model({name!r})"
-    return build
-
-
-for _name, _stage_blocks in RESNET_V2_DEPTHS.items():
-    _register(_name, _stage_blocks)
+register_rows(RESNET_V2_DEPTHS, ResNetV2, family="resnet_v2", paper=PAPER_V2,
+              describe=lambda name, rows: f"{name}: pre-activation, blocks {rows}. "
+                                          f"Example: reszoo.create_model({name!r})")
