@@ -9,7 +9,9 @@ Example:
     >>> to_onnx("work/saved_model", "model_fp32.onnx")  # doctest: +SKIP
     >>> quantize_int8("model_fp32.onnx", "model_int8.onnx", calibration=x_train[:300])  # doctest: +SKIP
 """
+import contextlib
 import json
+import logging
 import os
 import tempfile
 
@@ -57,13 +59,26 @@ def _frozen_serving_graph(saved_model_dir):
     return graph_def, inputs, outputs, {inputs[0]: input_name, outputs[0]: output_name}
 
 
+@contextlib.contextmanager
+def _tensorflow_deprecations_muted():
+    """tf2onnx calls TF APIs that log deprecation warnings on every conversion; keep them off the terminal."""
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def to_onnx(saved_model_dir, path, opset=OPSET):
     """Convert the SavedModel's serving signature to an ONNX file at `path` (opset `opset`)."""
     import tf2onnx
 
-    graph_def, inputs, outputs, renames = _frozen_serving_graph(saved_model_dir)
-    tf2onnx.convert.from_graph_def(graph_def, input_names=inputs, output_names=outputs, opset=opset,
-                                   tensors_to_rename=renames, output_path=os.fspath(path))
+    with _tensorflow_deprecations_muted():
+        graph_def, inputs, outputs, renames = _frozen_serving_graph(saved_model_dir)
+        tf2onnx.convert.from_graph_def(graph_def, input_names=inputs, output_names=outputs, opset=opset,
+                                       tensors_to_rename=renames, output_path=os.fspath(path))
     return path
 
 
