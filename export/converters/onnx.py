@@ -103,7 +103,13 @@ def _input_name_and_batch(path):
 
 
 def quantize_int8(fp32_path, path, calibration):
-    """Static int8 QDQ quantization (per-channel weights) after `quant_pre_process`, calibrated on samples."""
+    """Static int8 QDQ quantization (per-channel weights) after `quant_pre_process`, calibrated on samples.
+
+    Activations and weights int8 (S8S8), chosen on accuracy. Measured on this AVX2 CPU (no VNNI), ResNet-50 at
+    224², batch 1, 2 threads, same run: fp32 46.3 ms, S8S8 63.9 ms, U8S8 45.1 ms, U8S8 + reduce_range 44.9 ms;
+    but on the tiny digits test model U8S8 gave 46 % top-1 agreement (AVX2 VPMADDUBSW saturation) and
+    U8S8 + reduce_range 95 %, both under the 98 % gate, while S8S8 passes.
+    """
     from onnxruntime import quantization as q
 
     input_name, batch = _input_name_and_batch(fp32_path)
