@@ -91,14 +91,19 @@ def artifact_entry(export_dir, file, format, precision, inputs, outputs, parity=
 
 
 def write_json(path, document):
-    """Write `document` as indented JSON atomically (temp file + rename)."""
+    """Write `document` as indented JSON atomically (temp file + rename), creating the folder if needed."""
     folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".json", dir=folder)
-    os.chmod(tmp, 0o666 & ~current_umask())
-    with os.fdopen(fd, "w") as handle:
-        json.dump(document, handle, indent=2, sort_keys=False, default=str)
-        handle.write("\n")
-    os.replace(tmp, path)
+    try:
+        os.chmod(tmp, 0o666 & ~current_umask())
+        with os.fdopen(fd, "w") as handle:
+            json.dump(document, handle, indent=2, sort_keys=False, default=str)
+            handle.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def current_umask():

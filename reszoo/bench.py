@@ -26,7 +26,8 @@ import time
 import numpy as np
 
 from export.errors import UserError
-from export.manifest import MANIFEST_FILE, read_manifest
+from export.manifest import MANIFEST_FILE, read_manifest, size_of
+from export.report import human_size
 from export.runtimes import KerasRunner, Runner, load_runner
 
 BENCH_FILES = ("bench.json", "bench.md", "bench.png")
@@ -159,13 +160,6 @@ def artifact_path(export_dir, artifact):
     return path
 
 
-def path_size(path):
-    """Size in bytes of a file, or of all files under a directory (SavedModel)."""
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
-
-
 def reference_model_path(export_dir, manifest):
     """The Keras reference: the dir's `keras` artifact, else the manifest's reference or source `.keras` file."""
     for artifact in manifest["artifacts"]:
@@ -220,7 +214,7 @@ def bench_rows(export_dir, manifest, x_eval, y_eval, *, runs, warmup, batch, thr
         predictions = measured.pop("predictions")
         reference = reference or {**measured, "predictions": predictions}
         rows.append({"name": name, "format": fmt, "precision": precision, "file": os.path.relpath(path, export_dir),
-                     "size_bytes": path_size(path), **measured,
+                     "size_bytes": size_of(path), **measured,
                      "top1_agreement": float((predictions == reference["predictions"]).mean()),
                      "speedup_vs_reference": reference["latency_median_ms"] / measured["latency_median_ms"]})
     return rows, reference_path, flops
@@ -280,11 +274,6 @@ def check_positive(**values):
 
 
 # ---------------------------------------------------------------------------------------------------- outputs
-def format_size(size_bytes):
-    """Human size in binary units, as the export table prints them: '280.8 KiB' / '97.5 MiB'."""
-    return f"{size_bytes / 2 ** 20:.1f} MiB" if size_bytes >= 2 ** 20 else f"{size_bytes / 2 ** 10:.1f} KiB"
-
-
 def format_fraction(value):
     """'97.5 %' or 'n/a'."""
     return "n/a" if value is None else f"{100 * value:.1f} %"
@@ -294,7 +283,7 @@ TABLE_COLUMNS = (
     ("artifact", lambda r: r["name"]),
     ("format", lambda r: r["format"]),
     ("precision", lambda r: r["precision"]),
-    ("size", lambda r: format_size(r["size_bytes"])),
+    ("size", lambda r: human_size(r["size_bytes"])),
     ("median ms", lambda r: f"{r['latency_median_ms']:.2f}"),
     ("p90 ms", lambda r: f"{r['latency_p90_ms']:.2f}"),
     ("img/s", lambda r: f"{r['throughput_ips']:.1f}"),

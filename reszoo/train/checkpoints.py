@@ -14,6 +14,7 @@ import os
 import tensorflow as tf
 
 from export.errors import UserError
+from export.manifest import write_json
 
 FINGERPRINT_FILE = "run.json"
 CHECKPOINT_PREFIX = "ckpt"
@@ -54,7 +55,7 @@ class Checkpointer:
         """Write a checkpoint for `step` (once per step) and the run fingerprint."""
         if step == self.saved_step:
             return
-        write_json_atomic(os.path.join(self.directory, FINGERPRINT_FILE), fingerprint)  # before: a kill in between
+        write_json(os.path.join(self.directory, FINGERPRINT_FILE), fingerprint)  # before: a kill in between
         self.step.assign(step)                                                           # leaves no orphan checkpoint
         self.manager.save(checkpoint_number=step)
         self.saved_step = step
@@ -71,12 +72,3 @@ def check_fingerprint(directory, fingerprint):
     changed = [f"{k} {saved.get(k)!r} -> {v!r}" for k, v in fingerprint.items() if saved.get(k) != v]
     if changed:
         raise UserError(f"cannot resume with changed settings: {'; '.join(changed)}")
-
-
-def write_json_atomic(path, payload):
-    """Write JSON to `path` via a temp file + os.replace (never a partial file)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as handle:
-        json.dump(payload, handle, indent=2)
-    os.replace(tmp, path)

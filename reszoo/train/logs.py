@@ -9,7 +9,7 @@ Example:
 import os
 import sys
 
-from reszoo.train.checkpoints import write_json_atomic
+from export.manifest import write_json
 
 HISTORY_FILE = "history.json"
 
@@ -83,7 +83,7 @@ class RunLog(SilentLog):
                     write_scalar(f"epoch/{key}", record[key])
             self.writer.flush()
         if self.output_dir:
-            write_json_atomic(os.path.join(self.output_dir, HISTORY_FILE), history)
+            write_json(os.path.join(self.output_dir, HISTORY_FILE), history)
 
     def message(self, text):
         if not self.verbose:
