@@ -1,8 +1,14 @@
 """Fixtures for the export tests: one tiny trained model (.keras with metadata) and ONE full export of it.
 
 Everything heavy is session-scoped so the default suite converts once: train a depth-8 CIFAR ResNet
-(width 4, 32x32, option-A shortcuts = a custom layer) for 4 epochs on digits, then export it to every
-format x precision (with --int8-io) and share that dir across tests.
+(width 8, 32x32, option-A shortcuts) for 6 epochs on digits, then export it to every format x precision
+(with --int8-io) and share that dir across tests.
+
+Why trained to convergence (98 % held-out accuracy): the quantized gates count top-1 flips, and a half-trained
+model (width 4, 4 epochs: 86 %) has 75 of 360 held-out samples whose top-2 probabilities lie within 0.1, so
+any int8 rounding flips some of them and which ones depends on the float rounding of training, which differs
+between CPUs (AVX2 vs AVX-512). The converged model has 5 such samples, fewer than the 7 flips (2 %) the
+int8/dynamic gates allow, so the gate tests measure the conversion, not the CPU.
 """
 import os
 
@@ -24,9 +30,9 @@ def tiny_keras_path(tmp_path_factory):
     train, _ = datasets.split(datasets.load("digits", IMAGE_SIZE))
     spec = make_spec(IMAGE_SIZE)
     keras.utils.set_random_seed(0)
-    model = CifarResNet(8, width=4, input_shape=(*IMAGE_SIZE, 3), num_classes=10)
+    model = CifarResNet(8, width=8, input_shape=(*IMAGE_SIZE, 3), num_classes=10)
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(normalize(train.x, spec), train.y, epochs=4, batch_size=32, verbose=0)
+    model.fit(normalize(train.x, spec), train.y, epochs=6, batch_size=32, verbose=0)
     path = os.path.join(tmp_path_factory.mktemp("model"), "tiny.keras")
     save_model(model, path, {"model_name": "tiny", "preprocessing": spec, "labels": train.class_names,
                              "data": {"source": "digits", "held_out_fraction": 0.2, "split_seed": 0}})
