@@ -18,3 +18,4 @@ def run_cli():
                               cwd=cwd, timeout=timeout)
 
     return run
+
