@@ -1,8 +1,9 @@
 """Building blocks shared by every family: conv-BN-ReLU units, shortcuts, merges, squeeze-excitation.
 
 Layer names follow keras.applications (`conv2_block1_1_conv`, `conv2_block1_0_bn`, `..._add`, `..._out`)
-so weights port by name. The only custom layer is `ZeroPadShortcut` (the CIFAR paper's option A); it is
-registered for safe-mode loading and has a tf_keras twin for tfmot.
+so weights port by name. Every builder uses stock Keras layers only (option A included: `zero_pad_shortcut`),
+so saved models load anywhere with `safe_mode=True`. `ZeroPadShortcut`, the custom layer older reszoo files
+used for option A, stays registered (with its tf_keras twin for tfmot) so those files still load.
 
 Example:
     >>> import keras
@@ -125,6 +126,29 @@ def subsample_and_pad_channels(x, strides, out_channels, pad):
     extra = out_channels - x.shape[-1]
     before = extra // 2
     return pad(x, [[0, 0], [0, 0], [0, 0], [before, extra - before]])
+
+
+def zero_pad_shortcut(x, out_channels, strides, name):
+    """Option-A shortcut (He et al. 2015) from stock layers, so a saved model loads without reszoo.
+
+    Subsample: a 1x1 max-pool with stride `strides` (= ``x[:, ::s, ::s]``). Channel zero-pad, split equally
+    before and after as in the classic PyTorch CIFAR code: channels are moved to axis 1, padded there by a
+    ZeroPadding2D, and moved back. Layers: `{name}_subsample`, `{name}_pad_in`, `{name}_pad`, `{name}_pad_out`.
+
+    Example:
+        >>> import numpy as np
+        >>> x = keras.Input((4, 4, 4))
+        >>> tuple(zero_pad_shortcut(x, 8, 2, "demo").shape)
+        (None, 2, 2, 8)
+    """
+    if strides > 1:
+        x = layers.MaxPooling2D(pool_size=1, strides=strides, name=f"{name}_subsample")(x)
+    extra = out_channels - x.shape[-1]
+    if extra == 0:
+        return x
+    x = layers.Permute((3, 1, 2), name=f"{name}_pad_in")(x)
+    x = layers.ZeroPadding2D(((extra // 2, extra - extra // 2), (0, 0)), name=f"{name}_pad")(x)
+    return layers.Permute((2, 3, 1), name=f"{name}_pad_out")(x)
 
 
 @keras.saving.register_keras_serializable(package="reszoo")

@@ -9,8 +9,8 @@ Example:
 import keras
 from keras import layers
 
-from reszoo.layers import (ZeroPadShortcut, check_choice, check_common_args, classifier_head, connection_mode,
-                           conv_bn, merge)
+from reszoo.layers import (check_choice, check_common_args, classifier_head, connection_mode,
+                           conv_bn, merge, zero_pad_shortcut)
 from reszoo.registry import register_model
 from reszoo.weights import load_weights
 
@@ -24,7 +24,7 @@ def cifar_shortcut(x, filters, strides, shortcut, name, weight_decay):
     if strides == 1 and x.shape[-1] == filters:
         return x
     if shortcut == "A":
-        return ZeroPadShortcut(filters, strides, name=f"{name}_0_pad")(x)
+        return zero_pad_shortcut(x, filters, strides, name=f"{name}_0")
     return conv_bn(x, filters, 1, strides, name=f"{name}_0", activation=None, weight_decay=weight_decay)
 
 

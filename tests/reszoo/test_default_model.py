@@ -1,5 +1,7 @@
 """The shipped default model loads in safe mode and keeps its held-out accuracy (a real number, >= 97 %)."""
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,7 +13,6 @@ MIN_ACCURACY = 0.97
 
 @pytest.fixture(scope="module")
 def default_model():
-    import reszoo.layers  # noqa: F401  (registers ZeroPadShortcut; safe mode refuses unknown classes)
     from export.metadata import load_model
 
     return load_model(DEFAULT_MODEL, safe_mode=True)
@@ -38,6 +39,14 @@ def test_default_model_reaches_97_percent_on_the_held_out_digits(default_model):
     accuracy = float(np.mean(scores.argmax(-1) == held_out.y))
     assert len(held_out.y) == 360
     assert accuracy >= MIN_ACCURACY, f"held-out accuracy {accuracy:.4f} < {MIN_ACCURACY}"
+
+
+def test_default_model_loads_in_safe_mode_in_a_process_that_never_imports_reszoo():
+    code = ("import sys, keras; m = keras.saving.load_model(sys.argv[1], safe_mode=True); "
+            "assert not [n for n in sys.modules if n.split('.')[0] in ('reszoo', 'export')]; print(m.output_shape)")
+    done = subprocess.run([sys.executable, "-c", code, DEFAULT_MODEL], capture_output=True, text=True, cwd="/")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "(None, 10)"
 
 
 def test_default_model_file_stays_small():

@@ -71,6 +71,12 @@ def test_builds_and_runs(name):
     assert model.name == name
 
 
+@pytest.mark.parametrize("name", marked(reszoo.list_models(), HEAVY))
+def test_every_model_is_built_from_stock_keras_layers(name):
+    custom = {type(layer).__name__ for layer in tiny_model(name).layers if not type(layer).__module__.startswith("keras.")}
+    assert not custom, f"{name} uses non-Keras layers {custom}: its .keras file would need reszoo to load"
+
+
 def round_trip(model, tmp_path):
     path = tmp_path / f"{model.name}.keras"
     model.save(path)

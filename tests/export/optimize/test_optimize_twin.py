@@ -19,7 +19,7 @@ def assert_exact_twin(model):
 
 
 @pytest.mark.parametrize("name, kwargs", [
-    ("resnet20", {}),                  # option-A shortcuts: the custom ZeroPadShortcut layer
+    ("resnet20", {}),                  # option-A shortcuts: 1x1 max-pool subsample + channel zero-pad
     ("resnet20", {"shortcut": "B"}),   # projection shortcuts
     ("highway20", {}),                 # Subtract + Multiply gates
     ("plain20", {}),
@@ -27,9 +27,17 @@ def assert_exact_twin(model):
 def test_cifar_family_twins_are_exact(name, kwargs):
     import reszoo
 
-    twin = assert_exact_twin(reszoo.create_model(name, width=4, **kwargs))
-    if kwargs.get("shortcut", "A") == "A" and name != "plain20":
-        assert any(layer.__class__.__name__ == "ZeroPadShortcut" for layer in twin.layers)
+    assert_exact_twin(reszoo.create_model(name, width=4, **kwargs))
+
+
+def test_files_with_the_old_custom_option_a_layer_still_twin_exactly():
+    from reszoo.layers import ZeroPadShortcut
+
+    inputs = keras.Input((8, 8, 4))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="c")(inputs)
+    outputs = ZeroPadShortcut(8, 2, name="pad")(x)
+    twin = assert_exact_twin(keras.Model(inputs, outputs))
+    assert any(type(layer).__name__ == "ZeroPadShortcut" for layer in twin.layers)
 
 
 def test_grouped_conv_and_squeeze_excite_twin_is_exact():
