@@ -19,9 +19,9 @@ import gzip
 import hashlib
 import json
 import os
-import tempfile
 from importlib import metadata as package_metadata
 
+from export.core.files import current_umask, write_json  # noqa: F401  (re-exported: the one atomic writer)
 from export.errors import UserError
 
 MANIFEST_FILE = "manifest.json"
@@ -90,31 +90,66 @@ def artifact_entry(export_dir, file, format, precision, inputs, outputs, parity=
             "outputs": outputs, "parity": parity}
 
 
-def write_json(path, document):
-    """Write `document` as indented JSON atomically (temp file + rename), creating the folder if needed."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".json", dir=folder)
-    try:
-        os.chmod(tmp, 0o666 & ~current_umask())
-        with os.fdopen(fd, "w") as handle:
-            json.dump(document, handle, indent=2, sort_keys=False, default=str)
-            handle.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def artifact_path(export_dir, file, entry="artifact"):
+    """Real path of manifest entry `file` inside `export_dir`; UserError when it (or a link in it) leaves the dir.
+
+    The one path-confinement check for every manifest path (artifacts, a relative `reference.file`): `..`,
+    absolute paths and symlinks, also those inside a SavedModel folder, must resolve under realpath(DIR).
+
+    Example:
+        >>> artifact_path("/tmp", "../etc/passwd")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        export.errors.UserError: manifest.json artifact '../etc/passwd' resolves outside the export dir '/tmp'; ...
+    """
+    root = os.path.realpath(export_dir)
+    path = os.path.realpath(os.path.join(root, file)) if isinstance(file, str) and file else root
+    if not _inside(path, root) or _links_out_of(path, root):
+        raise UserError(f"{MANIFEST_FILE} {entry} {file!r} resolves outside the export dir "
+                        f"{os.fspath(export_dir)!r}; refusing to read it")
+    return path
 
 
-def current_umask():
-    """The process umask (read without changing it)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _inside(path, root):
+    """True when real path `path` lies strictly under real path `root`."""
+    return path != root and os.path.commonpath([root, path]) == root
+
+
+def _links_out_of(folder, root):
+    """True when any entry under `folder` (a SavedModel dir) resolves outside `root`."""
+    if not os.path.isdir(folder):
+        return False
+    for current, dirs, names in os.walk(folder):
+        for name in dirs + names:
+            if not _inside(os.path.realpath(os.path.join(current, name)), root):
+                return True
+    return False
+
+
+MANIFEST_FIELDS = (("file", str), ("format", str), ("precision", str), ("sha256", str))  # what readers rely on
+
+
+def _check_entries(export_dir, manifest, path):
+    """UserError unless every artifact has the fields readers rely on and every path stays inside the dir."""
+    for artifact in manifest["artifacts"]:
+        if not isinstance(artifact, dict) or not all(isinstance(artifact.get(k), t) for k, t in MANIFEST_FIELDS):
+            raise UserError(f"{path!r}: artifact entry {artifact!r} needs string {', '.join(dict(MANIFEST_FIELDS))}")
+        artifact_path(export_dir, artifact["file"])
+    reference = manifest.get("reference") or {}
+    if not isinstance(reference, dict):
+        raise UserError(f"{path!r}: 'reference' must be an object")
+    if reference.get("file") is not None:
+        artifact_path(export_dir, reference["file"], "reference.file")
 
 
 def read_manifest(export_dir):
-    """The manifest dict of `export_dir`; UserError when the dir or its manifest is missing or unreadable."""
+    """The manifest dict of `export_dir`; UserError when the dir or its manifest is missing or unreadable,
+    or when a listed path resolves outside the dir (see `artifact_path`).
+
+    Example:
+        >>> read_manifest("exports/resnet20_digits")["artifacts"][0]["file"]  # doctest: +SKIP
+        'resnet20_fp32.tflite'
+    """
     path = os.path.join(export_dir, MANIFEST_FILE)
     if not os.path.isdir(export_dir):
         raise UserError(f"export dir {os.fspath(export_dir)!r} does not exist; run `reszoo export` first")
@@ -126,21 +161,61 @@ def read_manifest(export_dir):
             manifest = json.load(handle)
     except (OSError, ValueError) as error:
         raise UserError(f"cannot read {path!r}: {error}") from None
-    if not isinstance(manifest, dict) or not manifest.get("artifacts"):
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("artifacts"), list) or not manifest["artifacts"]:
         raise UserError(f"{path!r} lists no artifacts")
+    _check_entries(export_dir, manifest, path)
     return manifest
 
 
+def _hash_problem(label, path, expected):
+    """'LABEL: sha256 mismatch ...' when the file at `path` does not hash to `expected`, else None."""
+    actual = sha256_of(path)
+    if actual == expected:
+        return None
+    return f"{label}: sha256 mismatch (manifest {str(expected)[:12]}..., file {actual[:12]}...): modified after export"
+
+
+def reference_problems(export_dir, manifest):
+    """Lines for a parity reference whose bytes are not pinned by the manifest or changed since export.
+
+    A relative `reference.file` must be a listed artifact (so its sha256 is checked with the others); an
+    external `reference.path` must hash to `source_model.sha256`. A reference that does not exist is left to
+    the reader (a user error there: nothing was tampered with).
+
+    Example:
+        >>> reference_problems("/tmp", {"artifacts": [], "reference": {"file": "m.keras"}})
+        ["reference 'm.keras' is not a listed artifact, so its sha256 is unknown"]
+    """
+    reference, source = manifest.get("reference") or {}, manifest.get("source_model") or {}
+    if reference.get("file") is not None:
+        listed = {artifact["file"] for artifact in manifest["artifacts"]}
+        return [] if reference["file"] in listed else [
+            f"reference {reference['file']!r} is not a listed artifact, so its sha256 is unknown"]
+    path = reference.get("path")
+    if not path or not os.path.exists(path):
+        return []
+    expected = source.get("sha256") if source.get("path") == path else None
+    if not expected:
+        return [f"reference {path} has no sha256 in {MANIFEST_FILE} (source_model.sha256); cannot tell if it changed"]
+    actual = sha256_of(path)
+    return [] if actual == expected else [
+        f"reference {path} changed since export (sha256 {actual[:12]}..., manifest {expected[:12]}...); "
+        "the artifacts were verified against the old model"]
+
+
 def integrity_problems(export_dir, manifest):
-    """One line per artifact that is missing or whose sha256 differs from the manifest (tampered)."""
+    """One line per artifact that is missing or whose sha256 differs from the manifest (tampered), then the
+    reference's problems (`reference_problems`). Paths are confined to the dir (`artifact_path`).
+
+    Example:
+        >>> integrity_problems("exports/resnet20_digits", read_manifest("exports/resnet20_digits"))  # doctest: +SKIP
+        []
+    """
     problems = []
     for artifact in manifest["artifacts"]:
-        path = os.path.join(export_dir, artifact["file"])
+        path = artifact_path(export_dir, artifact["file"])
         if not os.path.exists(path):
             problems.append(f"{artifact['file']}: missing (listed in {MANIFEST_FILE})")
             continue
-        actual = sha256_of(path)
-        if actual != artifact["sha256"]:
-            problems.append(f"{artifact['file']}: sha256 mismatch (manifest {artifact['sha256'][:12]}..., "
-                            f"file {actual[:12]}...): modified after export")
-    return problems
+        problems += filter(None, [_hash_problem(artifact["file"], path, artifact["sha256"])])
+    return problems + reference_problems(export_dir, manifest)

@@ -13,9 +13,9 @@ Example:
 """
 import json
 import os
-import tempfile
 import zipfile
 
+from export.core.files import atomic_write
 from export.errors import UserError
 
 METADATA_ENTRY = "reszoo.json"
@@ -26,18 +26,13 @@ def save_model(model, path, metadata=None):
     """Save `model` to `path` (.keras) with `metadata` embedded; atomic, creates parent folders."""
     if not str(path).endswith(".keras"):
         raise UserError(f"model path {path!r} must end in .keras")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".keras", dir=folder)
-    os.close(fd)
-    try:
-        model.save(tmp, overwrite=True)
-        with zipfile.ZipFile(tmp, "a") as archive:
+
+    def write(temp):
+        model.save(temp, overwrite=True)
+        with zipfile.ZipFile(temp, "a") as archive:
             archive.writestr(METADATA_ENTRY, json.dumps({"schema": SCHEMA_VERSION, **(metadata or {})}, indent=2))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    atomic_write(path, write)
 
 
 def read_metadata(path):

@@ -16,14 +16,13 @@ import dataclasses
 import os
 import shutil
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 from export import formats as format_table
+from export.core.files import check_output_target, current_umask, staged_dir
 from export.errors import UserError
-from export.manifest import current_umask
 
 MIN_CALIBRATION_SAMPLES = 100
 OPTIMIZATION_KEYS = ("prune", "prune_structure", "qat", "cluster")
@@ -102,8 +101,12 @@ def _check_request(pairs, source, options, data, int8_io, target, output_dir, fo
         raise UserError(f"--target {target} checks TFLite {'/'.join(wanted)} artifacts; add --precision int8")
     if target and not any(fmt.name == "tflite" for fmt, _ in pairs):
         raise UserError(f"--target {target} checks TFLite files; add --format tflite")
-    if os.path.exists(output_dir) and not force:
-        raise UserError(f"output dir {output_dir!r} exists; pass --force to replace it")
+    check_output_target(output_dir, force, _inputs(source, data))
+
+
+def _inputs(source, data):
+    """What --output must never hold: {"the input model": path, "the --data path": path}."""
+    return {"the input model": source.path, "the --data path": data}
 
 
 def _spec_and_labels(source, notify):
@@ -123,7 +126,8 @@ def _load_data(data, source, spec, calibration_samples, verify_samples, notify):
     chosen = data or (source.metadata.get("data") or {}).get("source") or "digits"
     if data is None:
         notify(f"note: no --data given; calibrating and verifying on {chosen!r}")
-    train, held_out = datasets.split(datasets.load(chosen, tuple(spec["input_size"]), spec["channels"]))
+    train, held_out = datasets.split(datasets.load(chosen, tuple(spec["input_size"]), spec["channels"],
+                                                   class_names=source.metadata.get("labels")))
     if len(train.x) == 0 or len(held_out.x) == 0:
         raise UserError(f"data {chosen!r} is too small to split into calibration and verification parts")
     order = np.random.default_rng(0).permutation(len(train.x))
@@ -248,21 +252,11 @@ def export_model(model_or_path, formats=None, precisions=None, all_formats=False
     labels = labels or loaded["train"].class_names
     pairs, reference_entry = _ensure_reference_pair(pairs, source, source.model if not _optimizing(options)
                                                     else None, notify)
-    parent = os.path.dirname(os.path.abspath(output_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.partial-", dir=parent)
-    os.chmod(tmp, 0o777 & ~current_umask())
-    try:
+    with staged_dir(output_dir, force, _inputs(source, data)) as tmp:  # swapped in atomically on success
         with Steps(total=2 * len(pairs) + 3, enabled=show_progress) as steps:
             result = _export_into(tmp, steps, source, pairs, loaded, spec, labels, options, reference_entry,
                                   int8_io, dynamic_batch, gates, target, max_size, threads, latency_runs, notify,
                                   started, output_dir)
-        if os.path.exists(output_dir):
-            shutil.rmtree(output_dir) if os.path.isdir(output_dir) else os.remove(output_dir)
-        os.replace(tmp, output_dir)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
     result.output_dir = output_dir
     return result
 

@@ -75,8 +75,11 @@ class TFLiteRunner(Runner):
     def __init__(self, path, threads=None):
         from ai_edge_litert.interpreter import Interpreter
 
-        self.interpreter = Interpreter(model_path=os.fspath(path), num_threads=threads)
-        self.interpreter.allocate_tensors()
+        from export.core.quiet import native_noise_filtered
+
+        with native_noise_filtered():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+            self.interpreter = Interpreter(model_path=os.fspath(path), num_threads=threads)
+            self.interpreter.allocate_tensors()
         self.input, = self.interpreter.get_input_details()
         self.output, = self.interpreter.get_output_details()
         self.batch = 1 if int(self.input["shape_signature"][0]) == 1 else None
@@ -155,10 +158,10 @@ class KerasRunner(Runner):
     """A Keras model (a .keras file, or an in-memory model via `KerasRunner.from_model`)."""
 
     def __init__(self, path, threads=None):
-        import keras
+        from export.metadata import load_model
 
         _set_tf_threads(threads)
-        self.use(keras.saving.load_model(os.fspath(path), safe_mode=True))
+        self.use(load_model(os.fspath(path), safe_mode=True)[0])  # one-line UserError for refused/corrupt files
 
     @classmethod
     def from_model(cls, model):

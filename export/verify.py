@@ -117,16 +117,33 @@ def verify_runner(runner, precision, x, reference, labels=None, gates=None, late
     return metrics
 
 
-def reference_runner(export_dir, manifest, threads=None):
-    """Runner for the manifest's parity reference (a file in the dir, or the source model's path)."""
+UNTRUSTED_FORMATS = {"saved_model": "SavedModel graphs can run arbitrary TF ops; pass --trust"}  # format -> why
+# Runs without --trust: TFLite (LiteRT interpreter, no Flex delegate), ONNX (onnxruntime CPU, no custom-op
+# libraries) and .keras (keras safe_mode=True: Lambda layers and pickled code are refused) are data, not code.
+
+
+def reference_runner(export_dir, manifest, threads=None, trust=False):
+    """Runner for the manifest's parity reference (a file in the dir, or the source model's path).
+
+    The path is confined to the dir (`export.manifest.artifact_path`); a SavedModel reference is refused
+    without `trust` (UserError), since loading and calling it runs whatever TF ops its graph holds.
+
+    Example:
+        >>> reference_runner("exports/resnet20_digits", manifest).predict(x)  # doctest: +SKIP
+    """
+    from export.manifest import artifact_path
     from export.runtimes import load_runner
 
     reference = manifest.get("reference") or {}
-    path = os.path.join(export_dir, reference["file"]) if reference.get("file") else reference.get("path")
+    fmt = reference.get("format", "keras")
+    file = reference.get("file")
+    path = artifact_path(export_dir, file, "reference.file") if file else reference.get("path")
     if not path or not os.path.exists(path):
         raise UserError(f"the parity reference of {os.fspath(export_dir)!r} ({path}) is not available; "
                         "export with --format keras to keep it in the dir")
-    return load_runner(path, reference.get("format", "keras"), threads)
+    if fmt in UNTRUSTED_FORMATS and not trust:
+        raise UserError(f"the parity reference {path} is a {fmt}, not run: {UNTRUSTED_FORMATS[fmt]}")
+    return load_runner(path, fmt, threads)
 
 
 def verification_split(manifest, data=None, samples=None):
@@ -138,38 +155,65 @@ def verification_split(manifest, data=None, samples=None):
     source = data or (manifest.get("data") or {}).get("source")
     if not source:
         raise UserError("no verification data: pass --data (digits, a class-folder dir, or an .npz)")
-    _, held_out = datasets.split(datasets.load(source, tuple(spec["input_size"]), spec["channels"]))
+    _, held_out = datasets.split(datasets.load(source, tuple(spec["input_size"]), spec["channels"],
+                                               class_names=manifest.get("labels")))
     if samples:
         held_out = held_out.take(np.arange(min(samples, len(held_out.x))))
     return normalize(held_out.x, spec).astype("float32"), held_out.y, source
 
 
+def not_run_reason(artifact, trust):
+    """Why `verify` leaves `artifact` unrun (its sha256 is still checked), or None when it runs.
+
+    Example:
+        >>> not_run_reason({"format": "saved_model"}, trust=False)
+        'not run: SavedModel graphs can run arbitrary TF ops; pass --trust'
+        >>> not_run_reason({"format": "tflite"}, trust=False) is None
+        True
+    """
+    reason = None if trust else UNTRUSTED_FORMATS.get(artifact["format"])
+    return reason and f"not run: {reason}"
+
+
 def verify_export_dir(export_dir, data=None, gates=None, threads=None, samples=None, latency_runs=LATENCY_RUNS,
-                      progress=None):
+                      progress=None, trust=False):
     """Re-verify an export dir: sha256 integrity, then parity of every artifact against its reference.
 
+    Nothing in the dir is trusted: every manifest path must resolve inside it (UserError otherwise), and every
+    hash (artifacts, and an external reference against `source_model.sha256`) is checked before anything
+    runs; integrity failures skip parity (the files are not what was exported). Without `trust`, SavedModel
+    artifacts are hash-checked but never loaded: they land in "not_run" (with the reason), not in
+    "artifacts", and a SavedModel reference is a UserError. "passed" is True only when at least one artifact
+    ran and every artifact that ran passed its gate; "not_run" lists what it does not vouch for.
+
     Returns {"integrity_problems": [...], "artifacts": [{"file", "format", "precision", "parity"}],
-    "passed": bool}. Integrity failures skip parity (the files are not what was exported).
+    "not_run": [{"file", "format", "reason"}], "passed": bool}.
 
     Example:
         >>> verify_export_dir("exports/resnet20_digits", data="digits")["passed"]  # doctest: +SKIP
         True
     """
-    from export.manifest import integrity_problems, read_manifest
+    from export.manifest import artifact_path, integrity_problems, read_manifest
     from export.runtimes import load_runner
 
     manifest = read_manifest(export_dir)
     problems = integrity_problems(export_dir, manifest)
-    result = {"export_dir": os.fspath(export_dir), "integrity_problems": problems, "artifacts": []}
+    result = {"export_dir": os.fspath(export_dir), "integrity_problems": problems, "artifacts": [], "not_run": []}
     if problems:
         return {**result, "passed": False}
+    runnable = [a for a in manifest["artifacts"] if not not_run_reason(a, trust)]
+    result["not_run"] = [{"file": a["file"], "format": a["format"], "reason": not_run_reason(a, trust)}
+                         for a in manifest["artifacts"] if not_run_reason(a, trust)]
+    if not runnable:
+        return {**result, "data": None, "passed": False}
     gates = merge_gates(gates)
+    reference_loader = reference_runner(export_dir, manifest, threads, trust)
     x, y, source = verification_split(manifest, data, samples)
-    reference = reference_runner(export_dir, manifest, threads).predict(x)
-    for artifact in manifest["artifacts"]:
+    reference = reference_loader.predict(x)
+    for artifact in runnable:
         if progress:
             progress(f"verify {artifact['file']}")
-        runner = load_runner(os.path.join(export_dir, artifact["file"]), artifact["format"], threads)
+        runner = load_runner(artifact_path(export_dir, artifact["file"]), artifact["format"], threads)
         parity = verify_runner(runner, artifact["precision"], x, reference, y, gates, latency_runs)
         result["artifacts"].append({key: artifact[key] for key in ("file", "format", "precision")} | {"parity": parity})
     result["data"] = source

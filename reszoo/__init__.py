@@ -1,12 +1,45 @@
 """reszoo: residual networks for Keras 3, with an edge-export toolkit (see the `export` package).
 
+`import reszoo` is light (no TensorFlow), so the `reszoo` command starts fast and answers Ctrl-C at once.
+The zoo functions below come from `reszoo.models`, whose import registers every family at once: the first
+use of any of them, or any import of `reszoo.models`, sees the complete registry.
+
 Example:
     >>> import reszoo
     >>> model = reszoo.create_model("resnet50", weights=None)
     >>> reszoo.list_models("resnet5*")[:2]
     ['resnet50', 'resnet50c']
 """
-from reszoo.registry import create_model, list_models, model_info, register_model
+import importlib
+import sys
 
 __version__ = "0.1.0"
-__all__ = ["create_model", "list_models", "model_info", "register_model", "__version__"]
+ZOO_FUNCTIONS = ("create_model", "list_models", "model_info", "register_model")
+MOVED = {  # old module -> new place (the restructure); importing an old name says where it went
+    "reszoo.registry": "reszoo.models.registry", "reszoo.layers": "reszoo.models.blocks",
+    "reszoo.weights": "reszoo.models.weights", "reszoo.flops": "reszoo.models.flops",
+    "reszoo.zoo_table": "reszoo.models.zoo_table",
+}
+__all__ = [*ZOO_FUNCTIONS, "__version__"]
+
+
+class _MovedModules:
+    """Last import finder: `import reszoo.layers` fails with the module's new place instead of 'No module'."""
+
+    @staticmethod
+    def find_spec(fullname, path=None, target=None):
+        if fullname in MOVED:
+            raise ModuleNotFoundError(f"{fullname} moved to {MOVED[fullname]}", name=fullname)
+        return None
+
+
+if _MovedModules not in sys.meta_path:
+    sys.meta_path.append(_MovedModules)
+
+
+def __getattr__(name):
+    if name in ZOO_FUNCTIONS:
+        return getattr(importlib.import_module("reszoo.models"), name)
+    if f"reszoo.{name}" in MOVED:
+        raise AttributeError(f"reszoo.{name} moved to {MOVED[f'reszoo.{name}']}")
+    raise AttributeError(f"module 'reszoo' has no attribute {name!r}")

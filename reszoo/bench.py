@@ -25,8 +25,10 @@ import time
 
 import numpy as np
 
+from export.core.files import write_bytes
 from export.errors import UserError
-from export.manifest import MANIFEST_FILE, read_manifest, size_of
+from export.manifest import MANIFEST_FILE, integrity_problems, read_manifest, sha256_of, size_of
+from export.manifest import artifact_path as confined_path
 from export.report import human_size
 from export.runtimes import KerasRunner, Runner, load_runner
 
@@ -86,7 +88,7 @@ def sgemm_gflops(threads, size=SGEMM_SIZE, min_seconds=0.5):
 
 def model_flops(model):
     """FLOPs (2 x multiply-adds) of one image through `model`'s Conv2D and Dense layers."""
-    from reszoo.flops import count_macs
+    from reszoo.models.flops import count_macs
 
     return 2 * count_macs(model)
 
@@ -152,22 +154,52 @@ def measure_runner(runner, x_eval, y_eval, *, runs, warmup, batch):
 
 
 # ------------------------------------------------------------------------------------------- export-dir reading
+class IntegrityError(Exception):
+    """The export dir is not what its manifest says (`.problems`: one line each); the CLI exits 1."""
+
+    def __init__(self, export_dir, problems):
+        super().__init__(f"{export_dir}: {len(problems)} integrity problem(s)")
+        self.problems = problems
+
+
+def check_integrity(export_dir, manifest):
+    """Raise IntegrityError unless every listed artifact (and the reference) hashes as the manifest says.
+
+    Example:
+        >>> check_integrity("exports/demo", read_manifest("exports/demo"))  # doctest: +SKIP
+    """
+    problems = integrity_problems(export_dir, manifest)
+    if problems:
+        raise IntegrityError(export_dir, problems)
+
+
 def artifact_path(export_dir, artifact):
-    """Absolute path of a manifest artifact; UserError when its file is gone."""
-    path = os.path.join(export_dir, artifact["file"])
+    """Real path of a manifest artifact, confined to the dir (`export.manifest.artifact_path`); UserError when
+    its file is gone."""
+    path = confined_path(export_dir, artifact["file"])
     if not os.path.exists(path):
         raise UserError(f"artifact {artifact['file']!r} listed in {MANIFEST_FILE} is missing from {export_dir!r}")
     return path
 
 
+def unchanged_source(source):
+    """The source model's path when it still hashes to the manifest's `source_model.sha256`, else None."""
+    path = source.get("path")
+    return path if path and os.path.isfile(path) and sha256_of(path) == source.get("sha256") else None
+
+
 def reference_model_path(export_dir, manifest):
-    """The Keras reference: the dir's `keras` artifact, else the manifest's reference or source `.keras` file."""
+    """The Keras reference: the dir's `keras` artifact, else the manifest's reference or source `.keras` file.
+
+    Only hash-pinned files qualify: artifacts and `reference.file` are confined to the dir and checked by
+    `check_integrity`, `reference.path` too; the source model only while it matches `source_model.sha256`.
+    """
     for artifact in manifest["artifacts"]:
         if artifact.get("format") == "keras":
             return artifact_path(export_dir, artifact)
     reference, source = manifest.get("reference") or {}, manifest.get("source_model") or {}
-    candidates = [os.path.join(export_dir, reference["file"])] if reference.get("file") else []
-    candidates += [reference.get("path"), source.get("path")]
+    candidates = [confined_path(export_dir, reference["file"], "reference.file")] if reference.get("file") else []
+    candidates += [reference.get("path"), unchanged_source(source)]
     for candidate in filter(None, candidates):
         if str(candidate).endswith(".keras") and os.path.isfile(candidate):
             return candidate
@@ -189,21 +221,26 @@ def eval_split(manifest, data, samples):
         raise UserError(f"{MANIFEST_FILE}: {error}") from None
     source = data or (manifest.get("data") or {}).get("source") or "digits"
     size = tuple(spec["input_size"])
-    _, held_out = split(load(source, NATIVE_SIZES.get(source, size), spec["channels"]))
+    _, held_out = split(load(source, NATIVE_SIZES.get(source, size), spec["channels"],
+                             class_names=manifest.get("labels")))
     picked = held_out.take(np.arange(min(samples or len(held_out.x), len(held_out.x))))
     description = f"{source}, held-out split ({len(picked.x)} images, {size[0]}x{size[1]})"
     return normalize(resize(picked.x, size), spec).astype("float32"), picked.y, description
 
 
 # ------------------------------------------------------------------------------------------------ the benchmark
-def bench_rows(export_dir, manifest, x_eval, y_eval, *, runs, warmup, batch, threads, labels_meaningful=True):
-    """One measured row for the Keras reference, then one per manifest artifact (same run, same threads)."""
-    import reszoo.layers  # noqa: F401  (registers reszoo's custom layers so the .keras reference loads)
+def bench_rows(export_dir, manifest, x_eval, y_eval, *, runs, warmup, batch, threads, labels_meaningful=True,
+               trust=False):
+    """One measured row for the Keras reference, then one per manifest artifact (same run, same threads).
+
+    Artifacts `export.verify.not_run_reason` refuses to run (SavedModels without `trust`) are left out.
+    """
+    from export.verify import not_run_reason
 
     reference_path = reference_model_path(export_dir, manifest)
     entries = [(REFERENCE_NAME, "keras", "fp32", reference_path)]
     entries += [(a["file"], a["format"], a.get("precision", "fp32"), artifact_path(export_dir, a))
-                for a in manifest["artifacts"] if a.get("format") != "keras"]
+                for a in manifest["artifacts"] if a.get("format") != "keras" and not not_run_reason(a, trust)]
     rows, reference = [], None
     for name, fmt, precision, path in entries:
         runner = GraphKerasRunner(path, threads) if name == REFERENCE_NAME else load_runner(path, fmt, threads)
@@ -213,7 +250,8 @@ def bench_rows(export_dir, manifest, x_eval, y_eval, *, runs, warmup, batch, thr
                                   warmup=warmup, batch=batch)
         predictions = measured.pop("predictions")
         reference = reference or {**measured, "predictions": predictions}
-        rows.append({"name": name, "format": fmt, "precision": precision, "file": os.path.relpath(path, export_dir),
+        file = os.path.relpath(path, os.path.realpath(export_dir))
+        rows.append({"name": name, "format": fmt, "precision": precision, "file": file,
                      "size_bytes": size_of(path), **measured,
                      "top1_agreement": float((predictions == reference["predictions"]).mean()),
                      "speedup_vs_reference": reference["latency_median_ms"] / measured["latency_median_ms"]})
@@ -230,10 +268,12 @@ def roofline(flops, rows, threads):
 
 
 def bench_export_dir(export_dir, *, runs=50, warmup=5, threads=1, batch=8, output=None, data=None, samples=None,
-                     labels_meaningful=True, note=None):
+                     labels_meaningful=True, note=None, trust=False):
     """Benchmark all artifacts of `export_dir`; write bench.json/.md/.png to `output` (default the dir).
 
-    Returns the report dict (also written as bench.json).
+    Returns the report dict (also written as bench.json). The dir is not trusted: manifest paths must stay
+    inside it (UserError), every sha256 is checked first (IntegrityError, one line per problem), and SavedModel
+    artifacts (graph code) are only run with `trust`, as in `reszoo verify`.
 
     Example:
         >>> report = bench_export_dir("exports/demo", runs=10)  # doctest: +SKIP
@@ -243,10 +283,12 @@ def bench_export_dir(export_dir, *, runs=50, warmup=5, threads=1, batch=8, outpu
     check_positive(runs=runs, batch=batch, threads=threads, samples=1 if samples is None else samples,
                    warmup=warmup + 1)
     manifest = read_manifest(export_dir)
+    check_integrity(export_dir, manifest)  # before anything is loaded or timed
     applied_threads = fix_tensorflow_threads(threads)
     x_eval, y_eval, data_description = eval_split(manifest, data, samples)
     rows, reference_path, flops = bench_rows(export_dir, manifest, x_eval, y_eval, runs=runs, warmup=warmup,
-                                             batch=batch, threads=threads, labels_meaningful=labels_meaningful)
+                                             batch=batch, threads=threads, labels_meaningful=labels_meaningful,
+                                             trust=trust)
     report = {
         "schema": SCHEMA_VERSION,
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -390,19 +432,8 @@ def write_outputs(report, output_dir):
     """Write bench.json, bench.md and bench.png into `output_dir`: all rendered first, then temp file + rename."""
     contents = {"bench.json": json_ready(report).encode(), "bench.md": render_markdown(report).encode(),
                 "bench.png": render_plot(report)}
-    os.makedirs(output_dir, exist_ok=True)
-    temporary = {}
-    try:
-        for name, content in contents.items():
-            fd, temporary[name] = tempfile.mkstemp(prefix=f".{name}.", dir=output_dir)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(content)
-        for name, path in temporary.items():
-            os.replace(path, os.path.join(output_dir, name))
-    finally:
-        for path in temporary.values():
-            if os.path.exists(path):
-                os.remove(path)
+    for name, content in contents.items():
+        write_bytes(os.path.join(output_dir, name), content)
 
 
 # ------------------------------------------------------------------------------------- a model exported on the fly
@@ -418,7 +449,7 @@ def looks_like_model(target):
         return True
     if os.path.exists(target) or os.sep in target:
         return False
-    from reszoo.registry import list_models  # imports Keras: only for bare names
+    from reszoo.models.registry import list_models  # imports Keras: only for bare names
 
     return target in list_models()
 MODEL_MODE_CALIBRATION = 100
@@ -428,7 +459,7 @@ MODEL_MODE_EXPORT_LATENCY_RUNS = 3  # the export's own parity latency; bench mea
 
 def model_to_export(target, input_size):
     """(model or .keras path, labels_meaningful, note) for `bench_model`; random-init weights for a zoo name."""
-    from reszoo.registry import create_model, get_entry
+    from reszoo.models.registry import create_model, get_entry
 
     if str(target).endswith(".keras"):
         if input_size:
@@ -458,7 +489,6 @@ def bench_model(target, *, input_size=None, output=None, data=None, samples=None
         >>> [r["name"] for r in report["rows"]]  # doctest: +SKIP
         ['keras (reference)', 'resnet20_fp32.tflite', 'resnet20_int8.tflite', 'resnet20_fp32.onnx', ...]
     """
-    import reszoo.layers  # noqa: F401  (registers reszoo's custom layers so a .keras source loads)
     from export.pipeline import export_model
 
     check_positive(runs=runs, batch=batch, threads=threads)

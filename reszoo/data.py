@@ -94,17 +94,24 @@ def load_tfrecord(pattern, image_size, channels=3):
         raise UserError(f"TFRecord files {pattern!r} hold no examples")
     x = np.concatenate([p[0] for p in pairs]).astype("float32")
     y = np.concatenate([p[1] for p in pairs]).astype("int64")
-    return datasets.LabeledImages(x, y, [str(i) for i in range(int(y.max()) + 1)], os.path.abspath(pattern))
+    return datasets.LabeledImages(x, y, [], os.path.abspath(pattern))  # names 0..max(y) come from `validate`
+
+
+TRAIN_MIN_CLASSES = 2  # a 1-class head learns nothing
 
 
 def load_data(source, image_size, channels=3):
-    """Load any supported source (LabeledImages pass through) at `image_size`; UserError when unusable."""
+    """Load any supported source (LabeledImages pass through) at `image_size`; UserError when unusable.
+
+    Every source goes through `export.datasets.validate` with the training rules: finite pixels, integer
+    labels 0..K-1 (one per image) and at least 2 classes. Example: load_data("digits", (32, 32)).y[:3] -> [0 1 2].
+    """
+    if is_tfrecord(source):
+        source = load_tfrecord(source, tuple(image_size), channels)
     if isinstance(source, datasets.LabeledImages):
-        data = source
-    elif is_tfrecord(source):
-        data = load_tfrecord(source, tuple(image_size), channels)
+        data = datasets.validate(source, min_classes=TRAIN_MIN_CLASSES)
     else:
-        data = datasets.load(source, tuple(image_size), channels)
+        data = datasets.load(source, tuple(image_size), channels, min_classes=TRAIN_MIN_CLASSES)
     if data.y is None:
         raise UserError(f"data {data.source!r} has no labels; training needs integer labels 'y'")
     if tuple(data.x.shape[1:3]) != tuple(image_size):

@@ -292,7 +292,7 @@ def diagnose(names, *, data="digits", steps=50, batch_size=64, learning_rate=0.0
     """
     import keras
 
-    from reszoo.registry import create_model, get_entry
+    from reszoo.models.registry import create_model, get_entry
 
     entries = [get_entry(name) for name in names]  # unknown names fail before any work
     reports = []

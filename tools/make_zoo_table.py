@@ -7,7 +7,7 @@ import json
 import os
 import tempfile
 
-from reszoo.zoo_table import TABLE_PATH, build_table
+from reszoo.models.zoo_table import TABLE_PATH, build_table
 
 
 def write_atomically(path, text):

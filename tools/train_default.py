@@ -24,7 +24,6 @@ TRAIN_COMMAND = ["reszoo", "train", "resnet20", "--data", "digits", "--width", "
 
 def held_out_accuracy(path):
     """Top-1 accuracy of the .keras model at `path` on the held-out digits split, with its own preprocessing."""
-    import reszoo.layers  # noqa: F401  (registers reszoo's custom layers for safe-mode loading)
     from export.datasets import load, split
     from export.metadata import load_model
     from export.preprocess import normalize

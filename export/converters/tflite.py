@@ -68,5 +68,8 @@ def convert(saved_model_dir, precision, calibration=None, int8_io=False):
         raise UserError(f"TFLite has no precision {precision!r}; allowed: {', '.join(SETTINGS)}")
     if precision in CALIBRATED and (calibration is None or len(calibration) == 0):
         raise UserError(f"TFLite {precision} needs calibration data (--data)")
+    from export.core.quiet import native_noise_filtered
+
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
-    return SETTINGS[precision](converter, tf, calibration, int8_io and precision == "int8").convert()
+    with native_noise_filtered():  # the converter's C++ chatter (fully_quantize: ..., SavedModel reader INFO)
+        return SETTINGS[precision](converter, tf, calibration, int8_io and precision == "int8").convert()

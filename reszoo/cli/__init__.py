@@ -7,12 +7,14 @@ Example:
     $ reszoo export resnet20 --format tflite --precision int8 --data digits
 """
 import importlib
+import os
+import re
+import signal
 import sys
 
 import click
 
 from export.errors import UserError
-from reszoo.cli.quiet import import_tensorflow_quietly
 
 # command name -> "module:attribute"; each module defines one click command.
 COMMANDS = {
@@ -57,20 +59,92 @@ def _runs_a_command(argv):
     return any(a in COMMANDS for a in args) and not {"-h", "--help"} & set(args)
 
 
-def main(argv=None):
-    """Entry point of the `reszoo` console script; maps user errors to one line and exit code 2."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so every `finally` (partial-output cleanup) runs before the process ends."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+EXIT_INTERRUPTED = {Terminated: (143, "terminated"), KeyboardInterrupt: (130, "aborted")}
+
+
+def _interrupted(error):
+    """(exit code, word) for Ctrl-C or SIGTERM, also when click wrapped the interrupt in Abort."""
+    cause = error if isinstance(error, KeyboardInterrupt) else (error.__cause__ or error.__context__)
+    return EXIT_INTERRUPTED[Terminated if isinstance(cause, Terminated) else KeyboardInterrupt]
+
+
+def os_error_line(error):
+    """One line for an OSError on a user's path: the path and the OS reason (no traceback).
+
+    Example:
+        >>> os_error_line(PermissionError(13, "Permission denied", "/ro/out"))
+        "cannot write or read '/ro/out': Permission denied"
+    """
+    path = error.filename if error.filename is not None else "a file"
+    if isinstance(error, (FileExistsError, NotADirectoryError)) and os.path.isfile(path):
+        return f"cannot write into {path!r}: it is a file, not a folder"
+    other = f" -> {error.filename2!r}" if getattr(error, "filename2", None) else ""
+    return f"cannot write or read {path!r}{other}: {error.strerror or error}"
+
+
+TF_FILE_ERRORS = ("PermissionDeniedError", "NotFoundError", "AlreadyExistsError")  # TF's OSError equivalents
+
+
+def tf_file_error_line(error):
+    """One line for TensorFlow's file errors (PermissionDenied, NotFound, AlreadyExists), or None for others.
+
+    Example:
+        >>> class NotFoundError(Exception): message = "{{function_node f}} runs/x; No such file [Op:Save]"
+        >>> tf_file_error_line(NotFoundError())
+        'runs/x; No such file'
+    """
+    if not any(cls.__name__ in TF_FILE_ERRORS for cls in type(error).__mro__):
+        return None
+    text = re.sub(r"\{\{[^}]*\}\}|\[Op:[^\]]*\].*", "", str(getattr(error, "message", error)))
+    return " ".join(text.split())
+
+
+def _run(argv):
     if _runs_a_command(argv):
-        import_tensorflow_quietly()
+        importlib.import_module("reszoo.models")  # TF imported quietly; every model name and the layer of
+        # older reszoo .keras files (ZeroPadShortcut) registered, for every command in one place
+    return cli.main(args=argv, prog_name="reszoo", standalone_mode=False)
+
+
+def main(argv=None):
+    """Entry point of the `reszoo` console script: one error boundary for every command.
+
+    User errors (`UserError`, bad usage) and OS errors on the user's paths (read-only folder, disk full, a
+    file where a folder should be) print one line and exit 2; Ctrl-C exits 130 and SIGTERM 143, both after
+    the running command's cleanup.
+    """
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        return cli.main(args=argv, prog_name="reszoo", standalone_mode=False)
+        return _run(argv)
     except UserError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(2)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
+        _fail(f"error: {error}", 2)
+    except OSError as error:
+        _fail(f"error: {os_error_line(error)}", 2)
+    except (KeyboardInterrupt, click.exceptions.Abort) as error:
+        code, word = _interrupted(error)
+        click.echo(word, err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # cleanup already ran; skip finalizing a TensorFlow whose import may have been cut short
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
     except click.ClickException as error:
-        click.echo(f"error: {error.format_message()}", err=True)
-        sys.exit(2)
+        _fail(f"error: {error.format_message()}", 2)
+    except Exception as error:
+        line = tf_file_error_line(error)
+        if line is None:
+            raise
+        _fail(f"error: {line}", 2)
+
+
+def _fail(line, code):
+    click.echo(line, err=True)
+    sys.exit(code)

@@ -3,12 +3,34 @@
 Example:
     $ reszoo bench exports/demo --runs 50 --threads 1
     $ reszoo bench --model resnet50 --input-size 224
+
+An export dir is not trusted: its manifest paths must stay inside it (exit 2) and every sha256 is checked
+before anything is loaded or timed (exit 1, one line per problem, as `reszoo verify`); SavedModel artifacts
+run only with --trust.
 """
 import os
 
 import click
 
 from export.errors import UserError
+
+
+def bench_checked(export_dir, output, settings):
+    """`bench_export_dir`, exiting 1 with one `error:` line per integrity problem (as `reszoo verify` does).
+
+    Example:
+        >>> bench_checked("exports/demo", None, {"runs": 5})  # doctest: +SKIP
+    """
+    from reszoo import bench
+
+    try:
+        return bench.bench_export_dir(export_dir, output=output, **settings)
+    except bench.IntegrityError as error:
+        for problem in error.problems:
+            click.echo(f"error: {problem}", err=True)
+        click.echo(f"bench: {export_dir} FAILED integrity check (sha256 vs manifest.json); nothing was timed",
+                   err=True)
+        raise SystemExit(1) from None
 
 
 @click.command("bench")
@@ -32,7 +54,8 @@ from export.errors import UserError
               "(default: the manifest's data, else digits).")
 @click.option("--output", type=click.Path(file_okay=False), default=None,
               help="Where bench.json/.md/.png go (default: the export dir; for --model: not written unless given).")
-def bench_command(target, model, input_size, runs, warmup, threads, batch, samples, data, output):
+@click.option("--trust", is_flag=True, help="Also run SavedModel artifacts (their graphs can run arbitrary TF ops).")
+def bench_command(target, model, input_size, runs, warmup, threads, batch, samples, data, output, trust):
     """Benchmark an export dir (every artifact + the Keras reference) or a model exported on the fly."""
     from reszoo import bench
 
@@ -45,7 +68,7 @@ def bench_command(target, model, input_size, runs, warmup, threads, batch, sampl
     if not bench.looks_like_model(target):
         if input_size:
             raise UserError("--input-size applies to a model (--model NAME), not to an export dir")
-        report = bench.bench_export_dir(target, output=output, **settings)
+        report = bench_checked(target, output, {**settings, "trust": trust})
         written = output or target
     else:
         report = bench.bench_model(target, input_size=input_size, output=output, **settings)

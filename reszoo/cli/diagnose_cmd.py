@@ -7,34 +7,13 @@ Example:
 import json
 import math
 import os
-import tempfile
 
 import click
 
+from export.core.files import atomic_write
 from export.errors import UserError
 
 SNAPSHOT_TITLES = {"init": "at initialisation", "trained": "after {steps} SGD steps"}
-
-
-def atomic_write(path, write):
-    """Call write(temp_path) for a temp file next to `path`, then os.replace it onto `path`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    os.close(handle)
-    try:
-        write(temp)
-        os.chmod(temp, 0o666 & ~current_umask())  # mkstemp creates 0600; give the user's usual mode
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
-
-
-def current_umask():
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def json_safe(value):

@@ -15,6 +15,7 @@ import re
 
 import click
 
+from export.core.files import check_output_target
 from export.errors import UserError
 from export.formats import ALL_PRECISIONS, FORMATS, plan
 
@@ -60,7 +61,6 @@ def precheck_data(data):
 
 def resolve_model(model):
     """(model object or path, name) for the MODEL argument."""
-    import reszoo.models  # noqa: F401  (registers reszoo's custom layers for loading .keras files)
 
     if model is None:
         path = default_model_path()
@@ -117,8 +117,9 @@ def export_command(model, formats, precisions, all_formats, data, calibration_sa
     max_bytes = parse_size(max_size)
     plan(list(formats), list(precisions), all_formats)
     precheck_data(data)
-    if output_dir and os.path.exists(output_dir) and not force:
-        raise UserError(f"output dir {output_dir!r} exists; pass --force to replace it")
+    if output_dir:  # before TensorFlow loads; export_model checks again (also the default exports/<name>)
+        check_output_target(output_dir, force, {"the input model": model or default_model_path(),
+                                                "the --data path": data})
     source, name = resolve_model(model)
     optimizations = {"prune": prune, "prune_structure": prune_structure, "qat": qat, "cluster": cluster,
                      "finetune_epochs": finetune_epochs}

@@ -29,6 +29,8 @@ MIXED_PRECISION_CHOICES = ("none", "mixed_float16", "mixed_bfloat16")
 @click.option("--xla", is_flag=True, help="jit_compile the forward/backward pass.")
 @click.option("--output", "output_dir", default=None, help="Run folder [runs/MODEL-DATA].")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --output.")
+@click.option("--force-settings", is_flag=True,
+              help="With --resume: accept changed settings (recorded in run.json and the saved models).")
 @click.option("--width", type=int, default=None, help="Model width (e.g. 8 for a narrow CIFAR ResNet).")
 @click.option("--image-size", type=int, default=None, help="Square input size [the model's default].")
 @click.option("--augment", default="auto", show_default=True,
@@ -41,18 +43,28 @@ MIXED_PRECISION_CHOICES = ("none", "mixed_float16", "mixed_bfloat16")
               help="Deterministic tf.data element order (off: a little faster input pipeline).")
 def train_command(model, data, epochs, batch_size, lr, optimizer, schedule, warmup_epochs, label_smoothing,
                   weight_decay, strategy, mixed_precision, xla, output_dir, resume, width, image_size, augment,
-                  steps_per_epoch, seed, checkpoint_every, keep_checkpoints, deterministic):
-    """Train MODEL on --data; writes checkpoints, TensorBoard logs, history.json, best.keras and final.keras."""
+                  steps_per_epoch, seed, checkpoint_every, keep_checkpoints, deterministic, force_settings):
+    """Train MODEL on --data; writes checkpoints, TensorBoard logs, history.json, best.keras and final.keras.
+
+    Exit 2 for user errors (e.g. resuming with changed settings), 1 when the loss diverges (NaN/inf).
+    """
     import os
+    import sys
 
     from reszoo.train import fit
+    from reszoo.train.loop import TrainingDiverged
 
     output_dir = output_dir or os.path.join("runs", f"{model}-{os.path.basename(str(data).rstrip('/')) or 'data'}")
-    result = fit(model, data, epochs=epochs, batch_size=batch_size, strategy=strategy, lr=lr, optimizer=optimizer,
-                 schedule=schedule, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
-                 weight_decay=weight_decay, mixed_precision=None if mixed_precision == "none" else mixed_precision,
-                 xla=xla, output_dir=output_dir, resume=resume, seed=seed, steps_per_epoch=steps_per_epoch,
-                 model_kwargs={"width": width} if width else None, augment=augment, image_size=image_size,
-                 checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, deterministic=deterministic)
+    try:
+        result = fit(model, data, epochs=epochs, batch_size=batch_size, strategy=strategy, lr=lr, optimizer=optimizer,
+                     schedule=schedule, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
+                     weight_decay=weight_decay, mixed_precision=None if mixed_precision == "none" else mixed_precision,
+                     xla=xla, output_dir=output_dir, resume=resume, seed=seed, steps_per_epoch=steps_per_epoch,
+                     model_kwargs={"width": width} if width else None, augment=augment, image_size=image_size,
+                     checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, deterministic=deterministic,
+                     force_settings=force_settings)
+    except TrainingDiverged as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
     if result.final_path:
         click.echo(f"best: {result.best_path}\nfinal: {result.final_path}")

@@ -42,8 +42,8 @@ def list_command(pattern):
     from rich.console import Console
     from rich.table import Table
 
-    from reszoo.registry import list_models
-    from reszoo.zoo_table import facts
+    from reszoo.models.registry import list_models
+    from reszoo.models.zoo_table import facts
 
     names = list_models(pattern)
     if not names:
@@ -76,7 +76,7 @@ INFO_LINES = {
 @click.argument("name")
 def info_command(name):
     """Show family, paper, parameter counts and FLOPs of the registered model NAME."""
-    from reszoo.zoo_table import facts
+    from reszoo.models.zoo_table import facts
 
     row = facts(name)
     width = max(map(len, INFO_LINES))

@@ -9,10 +9,10 @@ Example:
 import keras
 from keras import layers
 
-from reszoo.layers import (check_choice, check_common_args, classifier_head, connection_mode,
+from reszoo.models.blocks import (check_choice, check_common_args, classifier_head, connection_mode,
                            conv_bn, merge, zero_pad_shortcut)
-from reszoo.registry import register_model
-from reszoo.weights import load_weights
+from reszoo.models.registry import register_model
+from reszoo.models.weights import load_weights
 
 SHORTCUTS = ("A", "B")
 PAPER_2015 = "He et al. 2015, Deep Residual Learning for Image Recognition, arXiv:1512.03385 (sec. 4.2)"

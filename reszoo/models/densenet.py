@@ -12,9 +12,9 @@ Example:
 import keras
 from keras import layers
 
-from reszoo.layers import batch_norm, check_common_args, classifier_head, conv
-from reszoo.registry import register_rows
-from reszoo.weights import load_weights
+from reszoo.models.blocks import batch_norm, check_common_args, classifier_head, conv
+from reszoo.models.registry import register_rows
+from reszoo.models.weights import load_weights
 
 PAPER_DENSENET = "Huang et al. 2017, Densely Connected Convolutional Networks, arXiv:1608.06993"
 BOTTLENECK_FACTOR = 4  # DenseNet-B: 1x1 conv to 4k channels before each 3x3

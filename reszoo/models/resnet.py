@@ -2,7 +2,7 @@
 parametrized builder; depth variants are rows of a table.
 
 Layer names follow keras.applications (`conv1_conv`, `pool1_pool`, `conv2_block1_0_conv`, `..._3_bn`,
-`..._add`, `..._out`), so keras.applications weights map by name (see `reszoo.weights`).
+`..._add`, `..._out`), so keras.applications weights map by name (see `reszoo.models.weights`).
 
 Example:
     >>> from reszoo.models.resnet import ResNet
@@ -13,10 +13,10 @@ Example:
 import keras
 from keras import layers
 
-from reszoo.layers import (check_choice, check_common_args, classifier_head, connection_mode, conv_bn, merge,
+from reszoo.models.blocks import (check_choice, check_common_args, classifier_head, connection_mode, conv_bn, merge,
                            squeeze_excite)
-from reszoo.registry import register_model
-from reszoo.weights import load_weights
+from reszoo.models.registry import register_model
+from reszoo.models.weights import load_weights
 
 PAPER_2015 = "He et al. 2015, Deep Residual Learning for Image Recognition, arXiv:1512.03385"
 PAPER_TRICKS = "He et al. 2019, Bag of Tricks for Image Classification with CNNs, arXiv:1812.01187"

@@ -14,10 +14,10 @@ Example:
 import keras
 from keras import layers
 
-from reszoo.layers import batch_norm, check_common_args, classifier_head, connection_mode, conv, merge
+from reszoo.models.blocks import batch_norm, check_common_args, classifier_head, connection_mode, conv, merge
 from reszoo.models.resnet import check_stage_blocks
-from reszoo.registry import register_rows
-from reszoo.weights import load_weights
+from reszoo.models.registry import register_rows
+from reszoo.models.weights import load_weights
 
 PAPER_V2 = "He et al. 2016, Identity Mappings in Deep Residual Networks, arXiv:1603.05027"
 EXPANSION = 4

@@ -17,12 +17,14 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 import time
 
 from export import datasets as export_datasets
 from export.errors import UserError
 from reszoo.train import strategies
 
+BUILTIN_DATA = ("digits",)  # data names that are not paths (export.datasets.load)
 MIXED_PRECISION = {None: None, "none": None, "mixed_float16": "mixed_float16", "mixed_bfloat16": "mixed_bfloat16"}
 
 
@@ -53,19 +55,26 @@ class ModelPlan:
 def fit(model_or_name, data, *, epochs, batch_size, strategy="auto", lr=None, optimizer="sgd", schedule="cosine",
         warmup_epochs=0.0, label_smoothing=0.0, weight_decay=None, mixed_precision=None, xla=False, output_dir=None,
         resume=False, seed=0, steps_per_epoch=None, model_kwargs=None, augment="auto", image_size=None,
-        checkpoint_every=None, keep_checkpoints=3, deterministic=True, verbose=True) -> TrainResult:
+        checkpoint_every=None, keep_checkpoints=3, deterministic=True, verbose=True,
+        force_settings=False) -> TrainResult:
     """Train `model_or_name` (registered name or keras.Model) on `data` (source string or LabeledImages).
 
     `batch_size` is the global batch (split over replicas). `output_dir=None` trains in memory only (no
     checkpoints, no saved models). A model instance is cloned (weights copied) into the strategy's scope, so
     the trained model is `result.model`, not the instance passed in. `deterministic` fixes tf.data's element
-    order (the data order and augmentation seeds are always seeded). Returns a TrainResult; history entries hold epoch, step, loss, accuracy,
-    val_loss, val_accuracy, images_per_second and lr.
+    order (the data order and augmentation seeds are always seeded). Returns a TrainResult; history entries hold
+    epoch, step, loss, accuracy, val_loss, val_accuracy, images_per_second and lr.
+
+    `resume` refuses other settings than the run's (`run_settings`) unless `force_settings`, which records the
+    change. A run that fails before its first checkpoint removes what it created in the output folder; a
+    non-finite training loss raises `TrainingDiverged` (no final.keras).
 
     Example:
         >>> fit("resnet20", "digits", epochs=30, batch_size=128, output_dir="runs/r20")  # doctest: +SKIP
     """
     check_arguments(epochs, batch_size, mixed_precision, label_smoothing, warmup_epochs, checkpoint_every)
+    if force_settings and not resume:
+        raise UserError("--force-settings only applies with --resume")
     distribution, strategy_name = strategies.resolve_strategy(strategy)
     replicas = distribution.num_replicas_in_sync
     chief = strategies.is_chief()
@@ -80,7 +89,7 @@ def fit(model_or_name, data, *, epochs, batch_size, strategy="auto", lr=None, op
     from reszoo import data as pipelines
     from reszoo.train.checkpoints import Checkpointer
     from reszoo.train.logs import RunLog, SilentLog
-    from reszoo.train.loop import evaluate, make_eval_step, make_train_step
+    from reszoo.train.loop import check_finite_loss, evaluate, make_eval_step, make_train_step
     from reszoo.train.optim import make_optimizer, resolve_hyperparameters
 
     keras.utils.set_random_seed(seed)
@@ -106,77 +115,80 @@ def fit(model_or_name, data, *, epochs, batch_size, strategy="auto", lr=None, op
                              mixed_float16=policy == "mixed_float16")
         opt.build(model.trainable_variables)
 
-    recipe = {"strategy": strategy_name, "replicas": replicas, "epochs": epochs, "batch_size": batch_size,
-              "steps_per_epoch": steps_per_epoch, "optimizer": optimizer, "lr": lr, "schedule": schedule,
-              "warmup_epochs": warmup_epochs, "label_smoothing": label_smoothing, "weight_decay": weight_decay,
-              "mixed_precision": policy, "xla": bool(xla), "augment": augment, "seed": seed}
-    fingerprint = {"global_batch": batch_size, "steps_per_epoch": steps_per_epoch, "seed": seed, "model": plan.name}
-    work_dir, checkpointer = None, None
-    if output_dir:
-        work_dir = output_dir if chief else os.path.join(output_dir, f".worker-{strategies.task()[1]}")
-        checkpointer = Checkpointer(os.path.join(work_dir, "checkpoints"), model, opt, keep_checkpoints,
-                                    read_from=os.path.join(output_dir, "checkpoints"))
-    start_step = checkpointer.restore(resume, fingerprint) if checkpointer else 0
-    if resume and not checkpointer:
+    settings = run_settings(plan, data, train, epochs=epochs, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
+                            optimizer=optimizer, lr=lr, schedule=schedule, warmup_epochs=warmup_epochs,
+                            label_smoothing=label_smoothing, weight_decay=weight_decay, mixed_precision=policy,
+                            augment=augment, seed=seed, deterministic=bool(deterministic))
+    recipe = {"strategy": strategy_name, "replicas": replicas, **settings, "xla": bool(xla)}
+    if resume and not output_dir:
         raise UserError("resume needs an output folder (--output) holding the run's checkpoints")
-    history = load_history(output_dir, start_step // steps_per_epoch) if start_step else []
-    log = RunLog(work_dir if chief else None, verbose) if chief else SilentLog()
-    if start_step:
-        say(f"resuming at step {start_step} (epoch {start_step // steps_per_epoch + 1})", flush=True)
+    work_dir = output_dir if chief or not output_dir else os.path.join(output_dir, f".worker-{strategies.task()[1]}")
+    checkpointer = None
+    with removed_on_failure(work_dir, lambda: checkpointer is not None and checkpointer.saved_step >= 0):
+        if output_dir:
+            checkpointer = Checkpointer(os.path.join(work_dir, "checkpoints"), model, opt, keep_checkpoints,
+                                        read_from=os.path.join(output_dir, "checkpoints"),
+                                        warn=warn if chief else (lambda text: None))
+        start_step = checkpointer.restore(resume, settings, force_settings) if checkpointer else 0
+        recipe["overrides"] = checkpointer.overrides if checkpointer else []
+        history = load_history(output_dir, start_step // steps_per_epoch) if start_step else []
+        log = RunLog(work_dir if chief else None, verbose) if chief else SilentLog()
+        if start_step:
+            say(f"resuming at step {start_step} (epoch {start_step // steps_per_epoch + 1})", flush=True)
 
-    train_step = make_train_step(distribution, model, opt, num_classes=num_classes, global_batch=batch_size,
-                                 label_smoothing=label_smoothing, xla=xla)
-    eval_step = make_eval_step(model, num_classes)
-    eval_data = pipelines.eval_dataset(held_out, spec, batch_size=max(batch_size, 256))
-    metadata = base_metadata(plan, spec, train, held_out, source_name)
-    best_path = os.path.join(output_dir, "best.keras") if output_dir and chief else None
-    best_accuracy = max((h["val_accuracy"] for h in history), default=-1.0)
+        train_step = make_train_step(distribution, model, opt, num_classes=num_classes, global_batch=batch_size,
+                                     label_smoothing=label_smoothing, xla=xla)
+        eval_step = make_eval_step(model, num_classes)
+        eval_data = pipelines.eval_dataset(held_out, spec, batch_size=max(batch_size, 256))
+        metadata = base_metadata(plan, spec, train, held_out, source_name)
+        best_path = os.path.join(output_dir, "best.keras") if output_dir and chief else None
+        best_accuracy = max((h["val_accuracy"] for h in history), default=-1.0)
 
-    step = start_step
-    log.start(total_steps, start_step)
-    try:
-        for epoch in range(start_step // steps_per_epoch, epochs):
-            skip = step - epoch * steps_per_epoch
+        step = start_step
+        log.start(total_steps, start_step)
+        try:
+            for epoch in range(start_step // steps_per_epoch, epochs):
+                skip = step - epoch * steps_per_epoch
 
-            def dataset_fn(input_context, epoch=epoch, skip=skip):
-                return pipelines.train_dataset(train, spec, global_batch=batch_size, epoch=epoch, seed=seed,
-                                               augment=augment, steps=steps_per_epoch, skip_steps=skip,
-                                               input_context=input_context, deterministic=deterministic)
+                def dataset_fn(input_context, epoch=epoch, skip=skip):
+                    return pipelines.train_dataset(train, spec, global_batch=batch_size, epoch=epoch, seed=seed,
+                                                   augment=augment, steps=steps_per_epoch, skip_steps=skip,
+                                                   input_context=input_context, deterministic=deterministic)
 
-            batches = distribution.distribute_datasets_from_function(dataset_fn)
-            loss_sum = correct = 0.0
-            started = time.perf_counter()
-            for batch in batches:
-                batch_loss, batch_correct = train_step(batch)
-                loss_sum += float(batch_loss)
-                correct += float(batch_correct)
-                step += 1
-                seen = (step - epoch * steps_per_epoch - skip) * batch_size
-                log.step(step, loss=loss_sum / seen, accuracy=correct / seen,
-                         images_per_second=seen / (time.perf_counter() - started))
-                if checkpointer and checkpoint_every and step % checkpoint_every == 0:
-                    checkpointer.save(step, fingerprint)
-            seconds = time.perf_counter() - started
-            seen = max((step - epoch * steps_per_epoch - skip) * batch_size, 1)
-            val_loss, val_accuracy = evaluate(eval_step, eval_data)
-            record = {"epoch": epoch + 1, "step": step, "loss": loss_sum / seen, "accuracy": correct / seen,
-                      "val_loss": val_loss, "val_accuracy": val_accuracy, "images_per_second": seen / seconds,
-                      "lr": float(opt.learning_rate)}
-            history.append(record)
-            improved = val_accuracy > best_accuracy
-            best_accuracy = max(best_accuracy, val_accuracy)
-            if best_path and improved:
-                save_with_metadata(model, plan, best_path, metadata, recipe, history, "best")
-            log.epoch(epoch + 1, record, history)  # history first: resume cuts it to the checkpointed epochs
-            if checkpointer:
-                checkpointer.save(step, fingerprint)
-    finally:
-        log.close()
+                batches = distribution.distribute_datasets_from_function(dataset_fn)
+                loss_sum = correct = 0.0
+                started = time.perf_counter()
+                for batch in batches:
+                    batch_loss, batch_correct = train_step(batch)
+                    loss_sum += check_finite_loss(batch_loss, step + 1, epoch + 1)
+                    correct += float(batch_correct)
+                    step += 1
+                    seen = (step - epoch * steps_per_epoch - skip) * batch_size
+                    log.step(step, loss=loss_sum / seen, accuracy=correct / seen,
+                             images_per_second=seen / (time.perf_counter() - started))
+                    if checkpointer and checkpoint_every and step % checkpoint_every == 0:
+                        checkpointer.save(step, settings)
+                seconds = time.perf_counter() - started
+                seen = max((step - epoch * steps_per_epoch - skip) * batch_size, 1)
+                val_loss, val_accuracy = evaluate(eval_step, eval_data)
+                record = {"epoch": epoch + 1, "step": step, "loss": loss_sum / seen, "accuracy": correct / seen,
+                          "val_loss": val_loss, "val_accuracy": val_accuracy, "images_per_second": seen / seconds,
+                          "lr": float(opt.learning_rate)}
+                history.append(record)
+                improved = val_accuracy > best_accuracy
+                best_accuracy = max(best_accuracy, val_accuracy)
+                if best_path and improved:
+                    save_with_metadata(model, plan, best_path, metadata, recipe, history, "best")
+                log.epoch(epoch + 1, record, history)  # history first: resume cuts it to the checkpointed epochs
+                if checkpointer:
+                    checkpointer.save(step, settings)
+        finally:
+            log.close()
 
-    final_path = None
-    if output_dir and chief:
-        final_path = os.path.join(output_dir, "final.keras")
-        save_with_metadata(model, plan, final_path, metadata, recipe, history, "final")
+        final_path = None
+        if output_dir and chief:
+            final_path = os.path.join(output_dir, "final.keras")
+            save_with_metadata(model, plan, final_path, metadata, recipe, history, "final")
     if output_dir and not chief:
         shutil.rmtree(work_dir, ignore_errors=True)
     if history:
@@ -185,6 +197,74 @@ def fit(model_or_name, data, *, epochs, batch_size, strategy="auto", lr=None, op
             + (f"; saved {final_path}" if final_path else ""), flush=True)
     return TrainResult(history, model, best_path if best_path and os.path.exists(best_path) else None, final_path,
                        strategy_name, replicas, step, {**metadata, "training": training_metadata(recipe, history)})
+
+
+def run_settings(plan, data, train, **recipe):
+    """Every setting that changes a run's result, flat, in one dict: what run.json records and resume compares.
+
+    Model name, builder kwargs (as `model.<kwarg>`: width, input_shape, num_classes...), the data source (an
+    existing path made absolute) and its train-split size, then `recipe` (epochs, batch size, optimizer, lr...).
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> plan = ModelPlan("resnet20", "resnet20", {"width": 4})
+        >>> sorted(run_settings(plan, "digits", SimpleNamespace(x=[0] * 8), lr=0.1))
+        ['data', 'lr', 'model', 'model.width', 'train_images']
+    """
+    source = str(data if isinstance(data, str) else getattr(data, "source", type(data).__name__))
+    source = os.path.abspath(source) if source not in BUILTIN_DATA and os.path.exists(source) else source
+    kwargs = {f"model.{name}": value for name, value in sorted(plan.kwargs.items())}
+    settings = {"model": plan.name, **kwargs, "data": source, "train_images": len(train.x), **recipe}
+    return json.loads(json.dumps(settings))
+
+
+def warn(text):
+    """A warning line on stderr (also when not verbose: a skipped checkpoint or forced setting must be seen)."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def existing_names(folder):
+    """What exists before a run: (first missing folder on the way to `folder`, names already in `folder`).
+
+    Example:
+        >>> existing_names("/no/such/run")
+        ('/no', None)
+    """
+    if not folder:
+        return None, None
+    path = os.path.abspath(folder)
+    if os.path.isdir(path):
+        return None, set(os.listdir(path))
+    while not os.path.exists(os.path.dirname(path)):
+        path = os.path.dirname(path)
+    return path, None
+
+
+def remove_created(folder, existed):
+    """Remove what a run added under `folder`: the top folder it created, else only names new since `existed`."""
+    created_root, names = existed
+    if created_root:
+        shutil.rmtree(created_root, ignore_errors=True)
+        return
+    for name in set(os.listdir(folder)) - names if names is not None and os.path.isdir(folder) else ():
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+
+
+@contextlib.contextmanager
+def removed_on_failure(folder, has_checkpoint):
+    """On any failure (Ctrl-C too) before `has_checkpoint()`, remove what the run created under `folder`."""
+    existed = existing_names(folder)
+    try:
+        yield
+    except BaseException:
+        if folder and not has_checkpoint():
+            remove_created(folder, existed)
+        raise
 
 
 def check_arguments(epochs, batch_size, mixed_precision, label_smoothing, warmup_epochs, checkpoint_every):
@@ -202,7 +282,7 @@ def check_arguments(epochs, batch_size, mixed_precision, label_smoothing, warmup
 def plan_model(model_or_name, image_size, model_kwargs):
     """A ModelPlan: builder kwargs with input_shape resolved (registry default, `image_size` or the model's)."""
     if isinstance(model_or_name, str):
-        from reszoo.registry import get_entry
+        from reszoo.models.registry import get_entry
 
         entry = get_entry(model_or_name)
         kwargs = dict(model_kwargs or {})
@@ -236,7 +316,7 @@ def build_model(plan, policy=None):
     """Build the planned model (in the current strategy scope); a given instance is cloned with its weights."""
     import keras
 
-    from reszoo.registry import create_model
+    from reszoo.models.registry import create_model
 
     with dtype_policy(policy):
         if plan.instance is None:
@@ -287,7 +367,12 @@ def save_with_metadata(model, plan, path, metadata, recipe, history, kind):
     from export.metadata import save_model
 
     training = {**training_metadata(recipe, history), "saved": kind}
-    save_model(float32_copy(model, plan), path, {**metadata, "training": training})
+    try:
+        save_model(float32_copy(model, plan), path, {**metadata, "training": training})
+    except OSError as error:  # a full disk inside Keras' zip writer names no file: name the model
+        if error.filename is not None:
+            raise
+        raise OSError(error.errno, error.strerror or str(error), path) from None
 
 
 def load_history(output_dir, epochs_done):

@@ -6,11 +6,14 @@ all-reduced (summed) gradients equal the single-device gradients of the global b
 loss through `LossScaleOptimizer` (which unscales and skips non-finite steps). With `xla` the forward and
 backward pass is `jit_compile`d; the optimizer update (a cross-replica merge) stays outside XLA. Batch-norm
 moving statistics are averaged over replicas after every step, so all replicas hold identical variables.
+`check_finite_loss` stops a run whose loss became NaN/inf (TrainingDiverged, naming the step).
 
 Example:
     >>> step = make_train_step(strategy, model, optimizer, num_classes=10, global_batch=64)  # doctest: +SKIP
     >>> loss_sum, correct = step(next(iterator))  # doctest: +SKIP
 """
+import math
+
 import keras
 import tensorflow as tf
 
@@ -98,3 +101,21 @@ def evaluate(eval_step, dataset):
         correct += float(batch_correct)
         count += int(labels.shape[0])
     return loss_sum / max(count, 1), correct / max(count, 1)
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite: the run stops, no final model is saved."""
+
+
+def check_finite_loss(batch_loss, step, epoch):
+    """`batch_loss` as a float; TrainingDiverged (naming the step) when it is NaN or infinite.
+
+    Example:
+        >>> check_finite_loss(2.5, step=1, epoch=1)
+        2.5
+    """
+    value = float(batch_loss)
+    if not math.isfinite(value):
+        raise TrainingDiverged(f"training diverged: loss is {value} at step {step} (epoch {epoch}); no final.keras "
+                               "saved (try a lower --lr; checkpoints of earlier steps are kept)")
+    return value

@@ -9,7 +9,7 @@ import tensorflow as tf
 import reszoo
 from export.errors import UserError
 from reszoo.diagnose import BlockProbe, block_weights, diagnose_model, find_blocks, gradient_flags
-from reszoo.layers import HIGHWAY_GATE_BIAS
+from reszoo.models.blocks import HIGHWAY_GATE_BIAS
 
 SIZE = (16, 16, 3)
 

@@ -19,7 +19,7 @@ def make_bad_folders(root):
 CASES = {
     "unknown strategy": (["--strategy", "tpu-pod"], "error: Invalid value for '--strategy'"),
     "empty data dir": (["--data", "{root}/empty"], "error: data folder '{root}/empty' has no images"),
-    "non-image files": (["--data", "{root}/texts"], "error: data folder '{root}/texts' has no images"),
+    "non-image files": (["--data", "{root}/texts"], "error: class folder '{root}/texts/cat' holds no images"),
     "unreadable image": (["--data", "{root}/fake"], "error: '{root}/fake/cat/photo.png' is not a readable image"),
     "unknown model": (["--data", "digits"], "error: unknown model 'resnet21'"),
 }

@@ -43,10 +43,10 @@ def test_killed_run_resumes_to_the_same_final_step(tmp_path, run_cli):
     assert checkpoint_steps(output)[-1] == EPOCHS * STEPS_PER_EPOCH
     assert os.path.exists(os.path.join(output, "final.keras"))
 
-    # corrupt the newest checkpoint: resuming must fail with one clear line, exit 2
-    index = os.path.join(output, "checkpoints", f"ckpt-{EPOCHS * STEPS_PER_EPOCH}.index")
-    with open(index, "wb") as handle:
-        handle.write(b"not a checkpoint")
+    # corrupt every checkpoint (a single broken one falls back to the previous): one clear line, exit 2
+    for step in checkpoint_steps(output):
+        with open(os.path.join(output, "checkpoints", f"ckpt-{step}.index"), "wb") as handle:
+            handle.write(b"not a checkpoint")
     broken = run_cli(*TRAIN_ARGS, "--output", output, "--resume")
     assert broken.returncode == 2
     assert broken.stderr.strip().splitlines()[-1].startswith("error: cannot resume from corrupt checkpoint")

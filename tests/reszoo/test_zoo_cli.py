@@ -4,7 +4,7 @@ from click.testing import CliRunner
 
 import reszoo
 from reszoo.cli.zoo import info_command, list_command
-from reszoo.zoo_table import load_table, normalize
+from reszoo.models.zoo_table import load_table, normalize
 
 CHEAP = ["resnet20", "plain20", "highway20", "resnet18", "resnet50v2", "densenet121"]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import reszoo
-from reszoo.flops import count_macs
+from reszoo.models.flops import count_macs
 from reszoo.models.resnet import ResNet
 
 # family -> builder arguments that make a tiny model of the same layout (fast tests)
@@ -38,7 +38,7 @@ TWINS = [("resnet18", {"skip": False}), ("resnet50", {"highway": True}), ("resne
 
 def tiny_model(name, **overrides):
     """`name` at 32x32 with 10 classes and its family's tiny width."""
-    family = reszoo.registry.get_entry(name).family
+    family = reszoo.models.registry.get_entry(name).family
     kwargs = {"input_shape": (32, 32, 3), "num_classes": 10, **TINY[family], **DEEP_OVERRIDES.get(name, {}),
               **overrides}
     return reszoo.create_model(name, **kwargs)
@@ -57,7 +57,7 @@ def marked(names, slow_names):
 
 
 def test_every_family_has_a_tiny_setting():
-    families = {reszoo.registry.get_entry(n).family for n in reszoo.list_models()}
+    families = {reszoo.models.registry.get_entry(n).family for n in reszoo.list_models()}
     assert families <= set(TINY), families - set(TINY)
 
 

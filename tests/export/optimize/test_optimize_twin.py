@@ -31,7 +31,7 @@ def test_cifar_family_twins_are_exact(name, kwargs):
 
 
 def test_files_with_the_old_custom_option_a_layer_still_twin_exactly():
-    from reszoo.layers import ZeroPadShortcut
+    from reszoo.models.blocks import ZeroPadShortcut
 
     inputs = keras.Input((8, 8, 4))
     x = keras.layers.Conv2D(4, 3, padding="same", name="c")(inputs)

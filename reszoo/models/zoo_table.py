@@ -12,9 +12,9 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from reszoo.registry import get_entry, list_models, model_info
+from reszoo.models.registry import get_entry, list_models, model_info
 
-TABLE_PATH = Path(__file__).parent / "models" / "zoo_table.json"
+TABLE_PATH = Path(__file__).parent / "zoo_table.json"
 
 
 @lru_cache(maxsize=1)

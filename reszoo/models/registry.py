@@ -1,5 +1,8 @@
 """The model registry (timm-style): names map to builder functions plus facts about the model.
 
+A leaf: it imports none of the families. The families register themselves when `reszoo.models` imports them,
+which `import reszoo` does, so the registry is complete before anything can look a name up.
+
 Example:
     >>> import reszoo
     >>> model = reszoo.create_model("resnet20", num_classes=10)
@@ -68,13 +71,8 @@ def _bind(builder, name, row, doc):
     return build
 
 
-def _ensure_builders_loaded():
-    import reszoo.models  # noqa: F401  (importing registers every family)
-
-
 def get_entry(name) -> ModelEntry:
     """Return the registry entry for `name`, or raise UnknownModelError with suggestions."""
-    _ensure_builders_loaded()
     if name not in _REGISTRY:
         raise UnknownModelError(name, sorted(_REGISTRY))
     return _REGISTRY[name]
@@ -87,7 +85,6 @@ def list_models(pattern=None):
         >>> list_models("resnet1*")[:2]
         ['resnet101', 'resnet101v2']
     """
-    _ensure_builders_loaded()
     names = sorted(_REGISTRY)
     return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
 
@@ -118,7 +115,7 @@ def model_info(name):
         >>> info["family"], info["default_input"]
         ('cifar_resnet', (32, 32, 3))
     """
-    from reszoo.flops import count_macs
+    from reszoo.models.flops import count_macs
 
     entry = get_entry(name)
     model = create_model(name, input_shape=entry.default_input, num_classes=entry.default_classes)

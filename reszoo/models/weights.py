@@ -218,7 +218,7 @@ def from_keras_applications(keras_model_or_path, name, input_shape=None):
     """
     import keras
 
-    from reszoo.registry import create_model
+    from reszoo.models.registry import create_model
 
     if name not in KERAS_APPLICATIONS:
         raise UserError(f"no keras.applications port for {name!r}; supported: {', '.join(KERAS_APPLICATIONS)}")
