@@ -11,7 +11,7 @@ Example:
 """
 import dataclasses
 
-from export.errors import UserError
+from export.core.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,7 @@ import os
 from importlib import metadata as package_metadata
 
 from export.core.files import current_umask, write_json  # noqa: F401  (re-exported: the one atomic writer)
-from export.errors import UserError
+from export.core.errors import UserError
 
 MANIFEST_FILE = "manifest.json"
 SCHEMA_VERSION = 1
@@ -100,7 +100,7 @@ def artifact_path(export_dir, file, entry="artifact"):
         >>> artifact_path("/tmp", "../etc/passwd")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        export.errors.UserError: manifest.json artifact '../etc/passwd' resolves outside the export dir '/tmp'; ...
+        export.core.errors.UserError: manifest.json artifact '../etc/passwd' resolves outside the export dir '/tmp'; ...
     """
     root = os.path.realpath(export_dir)
     path = os.path.realpath(os.path.join(root, file)) if isinstance(file, str) and file else root

@@ -22,7 +22,7 @@ import numpy as np
 
 from export import formats as format_table
 from export.core.files import check_output_target, current_umask, staged_dir
-from export.errors import UserError
+from export.core.errors import UserError
 
 MIN_CALIBRATION_SAMPLES = 100
 OPTIMIZATION_KEYS = ("prune", "prune_structure", "qat", "cluster")
@@ -66,7 +66,7 @@ def _load_source(model_or_path, model_name=None):
                       tuple(model_or_path.input_shape[1:]))
     path = os.fspath(model_or_path)
     if path.endswith(".keras"):
-        from export.metadata import load_model
+        from export.core.metadata import load_model
 
         model, metadata = load_model(path)
         name = model_name or os.path.basename(path)[: -len(".keras")]
@@ -110,7 +110,7 @@ def _inputs(source, data):
 
 
 def _spec_and_labels(source, notify):
-    from export.preprocess import check_spec, default_spec_for_input
+    from export.data.preprocess import check_spec, default_spec_for_input
 
     spec = source.metadata.get("preprocessing")
     if spec is None:
@@ -120,8 +120,8 @@ def _spec_and_labels(source, notify):
 
 
 def _load_data(data, source, spec, calibration_samples, verify_samples, notify):
-    from export import datasets
-    from export.preprocess import normalize
+    from export.data import sources as datasets
+    from export.data.preprocess import normalize
 
     chosen = data or (source.metadata.get("data") or {}).get("source") or "digits"
     if data is None:
@@ -162,7 +162,7 @@ class _Builder:
         return file
 
     def _keras(self, path, precision):
-        from export.metadata import save_model
+        from export.core.metadata import save_model
 
         save_model(self.model, path, self.keras_metadata)
         os.chmod(path, 0o666 & ~current_umask())  # save_model's temp file is private; artifacts are not
@@ -335,7 +335,7 @@ def _optimize(model, options, loaded, steps):
     from export.runtimes import KerasRunner
     from export.verify import labels_usable
 
-    from export.preprocess import normalize
+    from export.data.preprocess import normalize
 
     x_train = normalize(loaded["train"].x, loaded["spec"]).astype("float32")  # only optimizations need it all
     optimized, report = apply(model, options, (x_train, loaded["train"].y), steps.progress)

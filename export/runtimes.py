@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from export.errors import UserError
+from export.core.errors import UserError
 
 CHUNK = 64  # batch size used for artifacts with a dynamic batch dimension
 
@@ -158,7 +158,7 @@ class KerasRunner(Runner):
     """A Keras model (a .keras file, or an in-memory model via `KerasRunner.from_model`)."""
 
     def __init__(self, path, threads=None):
-        from export.metadata import load_model
+        from export.core.metadata import load_model
 
         _set_tf_threads(threads)
         self.use(load_model(os.fspath(path), safe_mode=True)[0])  # one-line UserError for refused/corrupt files

@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from export.errors import UserError
+from export.core.errors import UserError
 
 # LiteRT GPU delegate (tflite/delegates/gpu/common/model_builder.cc operation parsers; the documented list
 # at ai.google.dev/edge/litert/performance/gpu is a subset).

@@ -20,7 +20,7 @@ import inspect
 
 import numpy as np
 
-from export.errors import UserError
+from export.core.errors import UserError
 from export.twin_registry import twin_factory
 
 MODEL_CLASSES = ("Functional", "Sequential", "Model")

@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from export.errors import UserError
+from export.core.errors import UserError
 
 DEFAULT_GATES = {
     "fp32": {"max_rel_err": 1e-4, "min_agreement": 1.0},
@@ -148,8 +148,8 @@ def reference_runner(export_dir, manifest, threads=None, trust=False):
 
 def verification_split(manifest, data=None, samples=None):
     """(x preprocessed, y or None, source) of the held-out split the manifest's preprocessing expects."""
-    from export import datasets
-    from export.preprocess import normalize
+    from export.data import sources as datasets
+    from export.data.preprocess import normalize
 
     spec = manifest["preprocessing"]
     source = data or (manifest.get("data") or {}).get("source")

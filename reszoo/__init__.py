@@ -11,7 +11,8 @@ Example:
     ['resnet50', 'resnet50c']
 """
 import importlib
-import sys
+
+from export.core.moved import install_moved_modules
 
 __version__ = "0.1.0"
 ZOO_FUNCTIONS = ("create_model", "list_models", "model_info", "register_model")
@@ -23,18 +24,7 @@ MOVED = {  # old module -> new place (the restructure); importing an old name sa
 __all__ = [*ZOO_FUNCTIONS, "__version__"]
 
 
-class _MovedModules:
-    """Last import finder: `import reszoo.layers` fails with the module's new place instead of 'No module'."""
-
-    @staticmethod
-    def find_spec(fullname, path=None, target=None):
-        if fullname in MOVED:
-            raise ModuleNotFoundError(f"{fullname} moved to {MOVED[fullname]}", name=fullname)
-        return None
-
-
-if _MovedModules not in sys.meta_path:
-    sys.meta_path.append(_MovedModules)
+install_moved_modules(MOVED)
 
 
 def __getattr__(name):

@@ -3,7 +3,7 @@
 For each artifact listed in the export dir's `manifest.json`, and for the Keras reference model (the dir's
 `keras` artifact, else its source model), `bench_export_dir` measures: file size, median and p90 latency at
 batch 1 (after warm-up runs), throughput (images/s at batch B), accuracy and top-1 agreement with the
-reference on the held-out split (`export.datasets.split`, the manifest's preprocessing), and the speed-up
+reference on the held-out split (`export.data.sources.split`, the manifest's preprocessing), and the speed-up
 ratio vs the reference. It also measures the box's achievable float32 GFLOP/s (numpy matmul, sgemm) and
 divides the model's FLOPs by it: the roofline estimate printed next to each measured latency.
 
@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from export.core.files import write_bytes
-from export.errors import UserError
+from export.core.errors import UserError
 from export.manifest import MANIFEST_FILE, integrity_problems, read_manifest, sha256_of, size_of
 from export.manifest import artifact_path as confined_path
 from export.report import human_size
@@ -212,8 +212,8 @@ NATIVE_SIZES = {"digits": (8, 8)}  # load these small at their own size, resize 
 
 def eval_split(manifest, data, samples):
     """(x, y, description) of the held-out split, preprocessed as the manifest says; y None without labels."""
-    from export.datasets import load, resize, split
-    from export.preprocess import check_spec, normalize
+    from export.data.sources import load, resize, split
+    from export.data.preprocess import check_spec, normalize
 
     try:
         spec = check_spec(manifest.get("preprocessing") or {})

@@ -1,8 +1,8 @@
 """tf.data input pipelines for training: sources, the fixed split, augmentation, sharding, eval preprocessing.
 
-Sources are those of `export.datasets` ("digits", a folder of class sub-folders, an `.npz`) plus TFRecord files
+Sources are those of `export.data.sources` ("digits", a folder of class sub-folders, an `.npz`) plus TFRecord files
 of (image, label) (`*.tfrecord`, `*.tfrec` or a glob of them). All are loaded as raw [0, 255] pixels at the
-model's input size and split with `export.datasets.split` (stratified, seed 0, 20 % held out), so training,
+model's input size and split with `export.data.sources.split` (stratified, seed 0, 20 % held out), so training,
 calibration and verification agree on which images are held out.
 
 The training pipeline is a pure function of (seed, epoch, step): the epoch's order is a seeded permutation
@@ -27,9 +27,9 @@ import os
 
 import numpy as np
 
-from export import datasets
-from export.errors import UserError
-from export.preprocess import make_spec, normalize
+from export.data import sources as datasets
+from export.core.errors import UserError
+from export.data.preprocess import make_spec, normalize
 
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrec")
 PAD_CROP_PIXELS = 4
@@ -103,7 +103,7 @@ TRAIN_MIN_CLASSES = 2  # a 1-class head learns nothing
 def load_data(source, image_size, channels=3):
     """Load any supported source (LabeledImages pass through) at `image_size`; UserError when unusable.
 
-    Every source goes through `export.datasets.validate` with the training rules: finite pixels, integer
+    Every source goes through `export.data.sources.validate` with the training rules: finite pixels, integer
     labels 0..K-1 (one per image) and at least 2 classes. Example: load_data("digits", (32, 32)).y[:3] -> [0 1 2].
     """
     if is_tfrecord(source):

@@ -28,7 +28,7 @@ import re
 
 import numpy as np
 
-from export.errors import UserError
+from export.core.errors import UserError
 
 BLOCK_OUTPUT = re.compile(r"^(conv(\d+)_block(\d+))_(out|add)$")
 OUTPUT_SUFFIXES = ("out", "add")  # preference order for a block's output layer
@@ -260,8 +260,9 @@ def diagnose_model(model, x, y, *, steps=50, batch_size=64, learning_rate=0.05, 
 
 @functools.lru_cache(maxsize=4)
 def load_training_data(source, image_size, channels=3):
-    """Preprocessed train part of `source` (export.datasets split) as (x, y, class_names)."""
-    from export import datasets, preprocess
+    """Preprocessed train part of `source` (export.data.sources split) as (x, y, class_names)."""
+    from export.data import preprocess
+    from export.data import sources as datasets
 
     train, _ = datasets.split(datasets.load(source, image_size, channels))
     if train.y is None:

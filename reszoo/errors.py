@@ -1,7 +1,7 @@
-"""reszoo's user-facing exceptions. All derive from `export.errors.UserError` (one line, exit 2 in the CLI)."""
+"""reszoo's user-facing exceptions. All derive from `export.core.errors.UserError` (one line, exit 2 in the CLI)."""
 import difflib
 
-from export.errors import UserError
+from export.core.errors import UserError
 
 __all__ = ["UserError", "UnknownModelError", "DuplicateModelError"]
 

@@ -24,7 +24,7 @@ def run_cli():
 def base_export(tmp_path_factory):
     """(export dir, its source .keras): a width-4 resnet20 exported once per module to TFLite fp32 on 20 digits."""
     import reszoo
-    from export.metadata import save_model
+    from export.core.metadata import save_model
     from export.pipeline import export_model
 
     root = tmp_path_factory.mktemp("tiny_export")

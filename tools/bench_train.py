@@ -25,7 +25,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from export.datasets import LabeledImages  # noqa: E402
+from export.data.sources import LabeledImages  # noqa: E402
 from reszoo import create_model  # noqa: E402
 from reszoo.data import default_spec, train_dataset  # noqa: E402
 from reszoo.train.loop import make_train_step  # noqa: E402

@@ -103,7 +103,7 @@ def cached_split(data, size):
 
 def final_errors(model, data, size):
     """(train-split error, held-out error) of `model` in inference mode, with the training preprocessing."""
-    from export.preprocess import normalize
+    from export.data.preprocess import normalize
     from reszoo import data as pipelines
 
     train, held_out = cached_split(data, size)
@@ -222,7 +222,7 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = parse_args(argv)
     recipe = resolve_recipe(args)
-    from export.errors import UserError
+    from export.core.errors import UserError
 
     started, runs = time.perf_counter(), []
     try:

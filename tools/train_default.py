@@ -1,7 +1,7 @@
 """Reproduce the shipped default model `saved_models/resnet20_digits.keras` with `reszoo train`.
 
 Runs exactly TRAIN_COMMAND (also quoted in saved_models/MODEL_CARD.md), evaluates the run's final model on the
-held-out digits split (`export.datasets.split`), refuses to ship it below MIN_ACCURACY, and copies it into
+held-out digits split (`export.data.sources.split`), refuses to ship it below MIN_ACCURACY, and copies it into
 saved_models/. The final model is shipped, not `best.keras`: "best" is picked on the held-out split, which
 is also the split the accuracy is reported on, so its number would be optimistic.
 
@@ -24,9 +24,9 @@ TRAIN_COMMAND = ["reszoo", "train", "resnet20", "--data", "digits", "--width", "
 
 def held_out_accuracy(path):
     """Top-1 accuracy of the .keras model at `path` on the held-out digits split, with its own preprocessing."""
-    from export.datasets import load, split
-    from export.metadata import load_model
-    from export.preprocess import normalize
+    from export.data.sources import load, split
+    from export.core.metadata import load_model
+    from export.data.preprocess import normalize
 
     model, metadata = load_model(path, safe_mode=True)
     spec = metadata["preprocessing"]

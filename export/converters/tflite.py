@@ -9,7 +9,7 @@ Example:
 """
 import numpy as np
 
-from export.errors import UserError
+from export.core.errors import UserError
 
 
 def _representative(calibration):

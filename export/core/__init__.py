@@ -1,7 +1,8 @@
-"""export/core is the base floor of the export toolkit: errors and atomic files.
+"""export/core is the base floor: errors, atomic files and safe output folders, the model metadata,
+native-noise filtering and the moved-module table.
 
-Nothing in `export.core` imports from `reszoo` or from the rest of `export` except `export.errors`, so every
-other module (export and reszoo alike) may import it without cycles or TensorFlow.
+Nothing in `export.core` imports from `reszoo` or from the rest of `export`, so every other module (export
+and reszoo alike) may import it without cycles; none of it imports TensorFlow at import time.
 
 Example:
     >>> from export.core.files import write_json, staged_dir, check_output_target

@@ -25,7 +25,7 @@ import socket
 import tempfile
 import time
 
-from export.errors import UserError
+from export.core.errors import UserError
 
 EXPORT_MARKER = "manifest.json"  # what makes a folder a previous export (export.manifest.MANIFEST_FILE)
 OWNER_FILE = ".reszoo-owner.json"  # inside each partial folder: who is writing it
@@ -172,7 +172,7 @@ def check_output_target(output_dir, force=False, inputs=None):
         >>> check_output_target(".", force=True)
         Traceback (most recent call last):
         ...
-        export.errors.UserError: --output '.' is the current directory; --force only replaces a previous \
+        export.core.errors.UserError: --output '.' is the current directory; --force only replaces a previous \
 export (a folder with manifest.json)
     """
     shown = os.fspath(output_dir)

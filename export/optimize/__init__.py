@@ -19,7 +19,7 @@ Example:
     >>> report["prune"]["overall_sparsity"]
     0.5
 """
-from export.errors import UserError
+from export.core.errors import UserError
 from export.optimize.cluster import cluster
 from export.optimize.prune import STRUCTURES, kernel_sparsity, prune
 from export.optimize.qat import quantize_aware_train

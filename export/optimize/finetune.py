@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from export.errors import UserError
+from export.core.errors import UserError
 
 PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid")
 

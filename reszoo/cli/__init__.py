@@ -14,7 +14,7 @@ import sys
 
 import click
 
-from export.errors import UserError
+from export.core.errors import UserError
 
 # command name -> "module:attribute"; each module defines one click command.
 COMMANDS = {

@@ -12,7 +12,7 @@ import os
 
 import click
 
-from export.errors import UserError
+from export.core.errors import UserError
 
 
 def bench_checked(export_dir, output, settings):

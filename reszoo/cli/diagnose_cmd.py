@@ -11,7 +11,7 @@ import os
 import click
 
 from export.core.files import atomic_write
-from export.errors import UserError
+from export.core.errors import UserError
 
 SNAPSHOT_TITLES = {"init": "at initialisation", "trained": "after {steps} SGD steps"}
 

@@ -16,7 +16,7 @@ import re
 import click
 
 from export.core.files import check_output_target
-from export.errors import UserError
+from export.core.errors import UserError
 from export.formats import ALL_PRECISIONS, FORMATS, plan
 
 DEFAULT_MODEL = os.path.join("saved_models", "resnet20_digits.keras")
@@ -46,7 +46,7 @@ def default_model_path():
 
 def precheck_data(data):
     """Cheap checks of --data before TensorFlow loads (missing file, folder without images)."""
-    from export.datasets import list_image_files
+    from export.data.sources import list_image_files
 
     if data is None or data == "digits":
         return

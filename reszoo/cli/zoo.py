@@ -6,7 +6,7 @@ Example:
 """
 import click
 
-from export.errors import UserError
+from export.core.errors import UserError
 
 FLOPS_NOTE = "GMACs = multiply-adds (Conv2D + Dense) at the default input; GFLOPs = 2 x GMACs."
 PARAMS_NOTE = "Params = trainable parameters (paper/torchvision convention; BN moving statistics excluded)."

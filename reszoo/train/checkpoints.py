@@ -19,7 +19,7 @@ import sys
 
 import tensorflow as tf
 
-from export.errors import UserError
+from export.core.errors import UserError
 from export.core.files import write_json
 
 FINGERPRINT_FILE = "run.json"

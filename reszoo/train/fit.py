@@ -20,11 +20,11 @@ import shutil
 import sys
 import time
 
-from export import datasets as export_datasets
-from export.errors import UserError
+from export.data import sources as export_datasets
+from export.core.errors import UserError
 from reszoo.train import strategies
 
-BUILTIN_DATA = ("digits",)  # data names that are not paths (export.datasets.load)
+BUILTIN_DATA = ("digits",)  # data names that are not paths (export.data.sources.load)
 MIXED_PRECISION = {None: None, "none": None, "mixed_float16": "mixed_float16", "mixed_bfloat16": "mixed_bfloat16"}
 
 
@@ -344,7 +344,7 @@ def float32_copy(model, plan):
 
 
 def base_metadata(plan, spec, train, held_out, source_name):
-    """Model metadata `reszoo export` reads (schema of export.metadata)."""
+    """Model metadata `reszoo export` reads (schema of export.core.metadata)."""
     return {
         "model_name": plan.name,
         "builder": {"name": plan.builder, "kwargs": json.loads(json.dumps(plan.kwargs))} if plan.builder else None,
@@ -364,7 +364,7 @@ def training_metadata(recipe, history):
 
 def save_with_metadata(model, plan, path, metadata, recipe, history, kind):
     """Atomically save a float32 copy of `model` with metadata (+ which checkpoint kind it is)."""
-    from export.metadata import save_model
+    from export.core.metadata import save_model
 
     training = {**training_metadata(recipe, history), "saved": kind}
     try:

@@ -12,7 +12,7 @@ import math
 
 import keras
 
-from export.errors import UserError
+from export.core.errors import UserError
 
 OPTIMIZER_DEFAULTS = {  # name -> (default lr, default weight decay)
     "sgd": (0.1, 5e-4),

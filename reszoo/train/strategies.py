@@ -14,7 +14,7 @@ Example:
 import json
 import os
 
-from export.errors import UserError
+from export.core.errors import UserError
 
 STRATEGY_NAMES = ("auto", "default", "one-device", "mirrored", "multi-worker")
 

@@ -22,9 +22,9 @@ def tiny_keras_path(tmp_path_factory):
     """Path of a trained tiny ResNet saved with preprocessing/labels/data metadata."""
     import keras
 
-    from export import datasets
-    from export.metadata import save_model
-    from export.preprocess import make_spec, normalize
+    from export.data import sources as datasets
+    from export.core.metadata import save_model
+    from export.data.preprocess import make_spec, normalize
     from reszoo.models.cifar import CifarResNet
 
     train, _ = datasets.split(datasets.load("digits", IMAGE_SIZE))

@@ -5,8 +5,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from export import datasets, metadata, preprocess
-from export.errors import UserError
+from export.core import metadata
+from export.data import preprocess
+from export.data import sources as datasets
+from export.core.errors import UserError
 
 
 def test_digits_are_rgb_0_255_at_requested_size():

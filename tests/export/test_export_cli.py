@@ -39,7 +39,7 @@ def test_existing_output_needs_force(run_cli, tmp_path):
 
 
 def test_optimizations_without_data_are_refused(tiny_keras_path, tmp_path):
-    from export.errors import UserError
+    from export.core.errors import UserError
     from export.pipeline import export_model
 
     for option in ({"prune": 0.5}, {"qat": True}, {"cluster": 8}):

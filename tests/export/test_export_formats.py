@@ -1,7 +1,7 @@
 """The formats table and `plan`: which (format, precision) pairs a --format/--precision choice builds."""
 import pytest
 
-from export.errors import UserError
+from export.core.errors import UserError
 from export.formats import FORMATS, plan
 
 

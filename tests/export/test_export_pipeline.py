@@ -73,9 +73,9 @@ def test_int8_io_scales_dequantize_to_the_reference(full_export, tiny_keras_path
     """Quantize by hand with the manifest's scale/zero point, run the raw interpreter, dequantize by hand."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from export import datasets
-    from export.metadata import load_model
-    from export.preprocess import make_spec, normalize
+    from export.data import sources as datasets
+    from export.core.metadata import load_model
+    from export.data.preprocess import make_spec, normalize
 
     entry = artifact(full_export, "tflite", "int8")
     in_q, out_q = entry["inputs"][0]["quantization"], entry["outputs"][0]["quantization"]

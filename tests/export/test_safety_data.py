@@ -1,4 +1,4 @@
-"""Nothing lost, nothing executed — data: the one validator (`export.datasets.validate`) behind every source.
+"""Nothing lost, nothing executed — data: the one validator (`export.data.sources.validate`) behind every source.
 
 Unit cases call `load` / `load_data` directly (fast); CLI cases check the end-to-end contract on `reszoo export`
 and `reszoo train`: exit 2, one `error:` line naming the file and what is allowed, no traceback, no partial
@@ -9,8 +9,8 @@ import os
 import numpy as np
 import pytest
 
-from export import datasets
-from export.errors import UserError
+from export.data import sources as datasets
+from export.core.errors import UserError
 from reszoo import data as pipelines
 from tests.helpers import assert_one_line_user_error, partial_leftovers, tree_sha256
 
@@ -188,8 +188,8 @@ def test_held_empty_and_object_npz_are_user_errors(tmp_path, arrays, message):
 def model_path(tmp_path_factory):
     """A tiny untrained resnet20 (width 4, 32x32, 10 classes) with labels "0".."9" and a preprocessing spec."""
     import reszoo
-    from export.metadata import save_model
-    from export.preprocess import make_spec
+    from export.core.metadata import save_model
+    from export.data.preprocess import make_spec
 
     model = reszoo.create_model("resnet20", width=4, input_shape=(32, 32, 3), num_classes=10)
     path = str(tmp_path_factory.mktemp("model") / "tiny.keras")

@@ -23,7 +23,7 @@ CHEAP = ("--format", "tflite", "--precision", "fp32", "--data", "digits", "--lat
 def model_file(tmp_path_factory):
     """An untrained tiny ResNet-20 (.keras with metadata): fp32 parity holds without training."""
     import reszoo
-    from export.metadata import save_model
+    from export.core.metadata import save_model
 
     model = reszoo.create_model("resnet20", width=4, input_shape=(32, 32, 3), num_classes=10)
     path = str(tmp_path_factory.mktemp("model") / "tiny.keras")
@@ -111,7 +111,7 @@ def test_force_on_the_folder_holding_the_data(run_cli, model_file, tmp_path):
 
 
 def test_the_api_refuses_too(model_file, tmp_path):
-    from export.errors import UserError
+    from export.core.errors import UserError
     from export.pipeline import export_model
 
     project = user_files(tmp_path / "project", with_manifest=True)

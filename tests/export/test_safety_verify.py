@@ -121,7 +121,7 @@ def test_saved_model_reference_without_trust_is_a_user_error(run_cli, export_dir
 def test_changed_reference_is_an_integrity_problem(run_cli, export_dir, base_export, tmp_path):
     """Before: the artifact was blamed (gate failure, exit 1). Now: the reference's hash, before running."""
     import reszoo
-    from export.metadata import save_model
+    from export.core.metadata import save_model
 
     reference = tmp_path / "reference.keras"
     shutil.copy(base_export[1], reference)

@@ -13,7 +13,7 @@ MIN_ACCURACY = 0.97
 
 @pytest.fixture(scope="module")
 def default_model():
-    from export.metadata import load_model
+    from export.core.metadata import load_model
 
     return load_model(DEFAULT_MODEL, safe_mode=True)
 
@@ -29,8 +29,8 @@ def test_default_model_carries_training_config_preprocessing_and_labels(default_
 
 
 def test_default_model_reaches_97_percent_on_the_held_out_digits(default_model):
-    from export.datasets import load, split
-    from export.preprocess import normalize
+    from export.data.sources import load, split
+    from export.data.preprocess import normalize
 
     model, metadata = default_model
     spec = metadata["preprocessing"]

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import reszoo
-from export.errors import UserError
+from export.core.errors import UserError
 from reszoo.diagnose import BlockProbe, block_weights, diagnose_model, find_blocks, gradient_flags
 from reszoo.models.blocks import HIGHWAY_GATE_BIAS
 

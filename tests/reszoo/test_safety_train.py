@@ -14,8 +14,8 @@ import sys
 import numpy as np
 import pytest
 
-from export.errors import UserError
-from export.metadata import read_metadata
+from export.core.errors import UserError
+from export.core.metadata import read_metadata
 from tests.helpers import assert_one_line_user_error, tree_sha256
 
 EPOCHS, STEPS = 2, 2

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export.datasets import LabeledImages
+from export.data.sources import LabeledImages
 from reszoo import data as pipelines
 
 

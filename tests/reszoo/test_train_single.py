@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from export.metadata import load_model
-from export.preprocess import normalize
+from export.core.metadata import load_model
+from export.data.preprocess import normalize
 from reszoo.data import load_split
 from reszoo.train import fit
 

@@ -11,7 +11,7 @@ import pytest
 from export.core import files
 from export.core.files import (OWNER_FILE, atomic_write, check_output_target, current_umask, remove_stale_partials,
                                replace_dir, staged_dir, write_bytes, write_json)
-from export.errors import UserError
+from export.core.errors import UserError
 from tests.helpers import partial_leftovers, tree_sha256
 
 

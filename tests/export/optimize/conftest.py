@@ -9,8 +9,8 @@ IMAGE_SIZE = (32, 32)
 @pytest.fixture(scope="session")
 def digits():
     """(x_train, y_train, x_held_out, y_held_out), preprocessed with the default [0, 1] spec."""
-    from export import datasets
-    from export.preprocess import make_spec, normalize
+    from export.data import sources as datasets
+    from export.data.preprocess import make_spec, normalize
 
     train, held_out = datasets.split(datasets.load("digits", image_size=IMAGE_SIZE))
     spec = make_spec(IMAGE_SIZE)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from export.errors import UserError
+from export.core.errors import UserError
 from export.optimize import apply
 from export.optimize.prune import is_m_by_n_sparse
 

@@ -3,7 +3,7 @@ import keras
 import numpy as np
 import pytest
 
-from export.errors import UserError
+from export.core.errors import UserError
 from export.twin import max_twin_error, random_inputs, to_tf_keras
 
 TWIN_ATOL = 1e-6

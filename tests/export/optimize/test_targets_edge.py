@@ -3,7 +3,7 @@ import keras
 import numpy as np
 import pytest
 
-from export.errors import UserError
+from export.core.errors import UserError
 from export.targets import GPU_DELEGATE_OPS, MICRO_OPS, check_tflite
 
 

@@ -8,5 +8,5 @@ class UserError(ValueError):
         >>> raise UserError("unknown format 'tflit'; allowed: keras, onnx, saved_model, tflite")
         Traceback (most recent call last):
         ...
-        export.errors.UserError: unknown format 'tflit'; allowed: keras, onnx, saved_model, tflite
+        export.core.errors.UserError: unknown format 'tflit'; allowed: keras, onnx, saved_model, tflite
     """

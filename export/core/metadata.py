@@ -16,7 +16,7 @@ import os
 import zipfile
 
 from export.core.files import atomic_write
-from export.errors import UserError
+from export.core.errors import UserError
 
 METADATA_ENTRY = "reszoo.json"
 SCHEMA_VERSION = 1

@@ -32,7 +32,7 @@ import os
 
 import numpy as np
 
-from export.errors import UserError
+from export.core.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 HELD_OUT_FRACTION = 0.2
