@@ -1,29 +1,88 @@
-"""The declarative table of export formats: file suffix, runtime, allowed precisions, calibration needs.
+"""The one table of what can be exported: per (format, precision) its converter, calibration need and gate.
 
-`plan` turns a user's `--format`/`--precision`/`--all` choice into the list of (format, precision) pairs to
-build, raising `UserError` (with the allowed values) for unknown names or a precision no chosen format has.
+`VARIANTS` holds one row per (format, precision); `FORMATS` holds the per-format facts (file suffix, runtime)
+and the precisions its rows offer. Everything else reads these: `plan` (what a --format/--precision/--all
+choice builds), `convert` (calls the row's converter), `export.verify.DEFAULT_GATES` (a view of the gates).
+
+Every converter module exposes one contract, `write(context, precision, path)`, with `context` an
+`export.converters.ConvertContext`.
+
+Gates (keys are checked by `export.verify`): `min_agreement` (top-1 agreement with the reference),
+`max_accuracy_drop` (points), `noise_multiple` + `noise_floor` (fp32: max logit error <= max(multiple x the
+reference's own float noise, floor), both relative to the reference's output range), `max_rel_err` (an explicit
+error limit; replaces the noise rule when given, e.g. by `--gate fp32.max_rel_err=1e-5`).
 
 Example:
     >>> [(f.name, p) for f, p in plan(["tflite", "onnx"], ["int8"])]
     [('tflite', 'int8'), ('onnx', 'int8')]
-    >>> FORMATS["tflite"].needs_calibration("int8")
-    True
+    >>> variant("tflite", "int8").calibrated, variant("onnx", "fp32").converter
+    (True, 'export.converters.onnx')
 """
 import dataclasses
+import importlib
 
 from export.core.errors import UserError
+
+# fp32: a correct conversion differs from the reference only by float rounding, so its limit is derived
+# from the reference's own rounding noise (see export.verify.error_limit for the rule and its reasons).
+FP32_GATE = {"min_agreement": 1.0, "noise_multiple": 20.0, "noise_floor": 1e-4}
+FP16_GATE = {"min_agreement": 0.995}
+INTEGER_GATE = {"min_agreement": 0.98, "max_accuracy_drop": 1.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One row of the table: a format at one precision, the converter module that writes it, its gate."""
+
+    format: str
+    precision: str
+    converter: str  # module exposing write(context, precision, path)
+    calibrated: bool = False  # needs representative (calibration) samples
+    gate: dict = dataclasses.field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def fmt(self):
+        """The row's `Format`."""
+        return FORMATS[self.format]
+
+    def file_name(self, model_name):
+        """Artifact file (or directory) name, e.g. ``resnet20_int8.tflite``."""
+        return self.fmt.file_name(model_name, self.precision)
+
+
+VARIANTS = (
+    #       format         precision  converter module                    calibrated  gate
+    Variant("keras",       "fp32",    "export.converters.keras_file",      False,      FP32_GATE),
+    Variant("saved_model", "fp32",    "export.converters.saved_model",     False,      FP32_GATE),
+    Variant("tflite",      "fp32",    "export.converters.tflite",          False,      FP32_GATE),
+    Variant("tflite",      "fp16",    "export.converters.tflite",          False,      FP16_GATE),
+    Variant("tflite",      "dynamic", "export.converters.tflite",          False,      INTEGER_GATE),
+    Variant("tflite",      "int8",    "export.converters.tflite",          True,       INTEGER_GATE),
+    Variant("tflite",      "int16x8", "export.converters.tflite",          True,       INTEGER_GATE),
+    Variant("onnx",        "fp32",    "export.converters.onnx",            False,      FP32_GATE),
+    Variant("onnx",        "int8",    "export.converters.onnx",            True,       INTEGER_GATE),
+    Variant("onnx",        "dynamic", "export.converters.onnx",            False,      INTEGER_GATE),
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class Format:
-    """One export format: name, file suffix ("" = directory), runtime that runs it, precisions it offers."""
+    """One export format: name, file suffix ("" = directory), runtime that runs it; precisions from its rows."""
 
     name: str
     suffix: str
     runtime: str
-    precisions: tuple
-    calibrated: tuple = ()  # precisions that need representative (calibration) data
     default_precision: str = "fp32"
+
+    @property
+    def precisions(self):
+        """The precisions this format's rows offer, in table order."""
+        return tuple(v.precision for v in VARIANTS if v.format == self.name)
+
+    @property
+    def calibrated(self):
+        """The precisions that need calibration data."""
+        return tuple(v.precision for v in VARIANTS if v.format == self.name and v.calibrated)
 
     def needs_calibration(self, precision):
         """True when `precision` needs calibration data (full-integer quantization)."""
@@ -36,22 +95,25 @@ class Format:
                             f"allowed: {', '.join(self.precisions)}")
         return precision
 
+    def variant(self, precision):
+        """The table row of this format at `precision` (UserError when not offered)."""
+        return variant(self.name, precision)
+
     def file_name(self, model_name, precision):
         """Artifact file (or directory) name, e.g. ``resnet20_int8.tflite``."""
-        if self.name == "saved_model":
-            return "saved_model"
-        return f"{model_name}_{precision}{self.suffix}" if self.name != "keras" else f"{model_name}{self.suffix}"
+        return FILE_NAMES[self.name].format(model=model_name, precision=precision, suffix=self.suffix)
 
 
+FILE_NAMES = {"keras": "{model}{suffix}", "saved_model": "saved_model", "tflite": "{model}_{precision}{suffix}",
+              "onnx": "{model}_{precision}{suffix}"}
 FORMATS = {
-    "keras": Format("keras", ".keras", "keras", ("fp32",)),
-    "saved_model": Format("saved_model", "", "tensorflow", ("fp32",)),
-    "tflite": Format("tflite", ".tflite", "ai_edge_litert", ("fp32", "fp16", "dynamic", "int8", "int16x8"),
-                     calibrated=("int8", "int16x8")),
-    "onnx": Format("onnx", ".onnx", "onnxruntime", ("fp32", "int8", "dynamic"), calibrated=("int8",)),
+    "keras": Format("keras", ".keras", "keras"),
+    "saved_model": Format("saved_model", "", "tensorflow"),
+    "tflite": Format("tflite", ".tflite", "ai_edge_litert"),
+    "onnx": Format("onnx", ".onnx", "onnxruntime"),
 }
 DEFAULT_FORMATS = ("tflite", "onnx")
-ALL_PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+ALL_PRECISIONS = tuple(dict.fromkeys(v.precision for v in VARIANTS))
 
 
 def get_format(name):
@@ -59,6 +121,34 @@ def get_format(name):
     if name not in FORMATS:
         raise UserError(f"unknown format {name!r}; allowed: {', '.join(FORMATS)}")
     return FORMATS[name]
+
+
+def variant(format_name, precision):
+    """The row for (format, precision); UserError naming the allowed values otherwise.
+
+    Example:
+        >>> variant("onnx", "dynamic").gate["min_agreement"]
+        0.98
+    """
+    get_format(format_name).check_precision(precision)
+    return next(v for v in VARIANTS if (v.format, v.precision) == (format_name, precision))
+
+
+def default_gates():
+    """{precision: gate} from the table (a fresh copy; every format has the same gate for a precision)."""
+    return {v.precision: dict(v.gate) for v in VARIANTS}
+
+
+def convert(row, context, path):
+    """Write the artifact of `row` (a Variant) to `path` with the row's converter; returns `path`.
+
+    A calibrated row without calibration samples is a UserError (nothing is written).
+    """
+    calibration = context.calibration
+    if row.calibrated and (calibration is None or len(calibration) == 0):
+        raise UserError(f"{row.format} {row.precision} needs calibration data (--data)")
+    importlib.import_module(row.converter).write(context, row.precision, path)
+    return path
 
 
 def _check_known_precisions(precisions):
@@ -92,6 +182,16 @@ def _default_formats(plain, scoped):
     return [f for f in FORMATS.values() if f in base or f.name in named] or defaults
 
 
+def plan_variants(formats=None, precisions=None, all_formats=False):
+    """The table rows to export, in table order (see `plan`).
+
+    Example:
+        >>> [(v.format, v.precision) for v in plan_variants(["onnx"], ["int8"])]
+        [('onnx', 'int8')]
+    """
+    return [variant(fmt.name, precision) for fmt, precision in plan(formats, precisions, all_formats)]
+
+
 def plan(formats=None, precisions=None, all_formats=False):
     """List of (Format, precision) pairs to export, in table order.
 
@@ -113,7 +213,7 @@ def plan(formats=None, precisions=None, all_formats=False):
     if all_formats:
         if formats or precisions:
             raise UserError("--all selects every format and precision; do not combine it with --format/--precision")
-        return [(fmt, p) for fmt in FORMATS.values() for p in fmt.precisions]
+        return [(FORMATS[v.format], v.precision) for v in VARIANTS]
     if not chosen:
         chosen = _default_formats(plain, scoped)
     for precision in plain:

@@ -1,16 +1,19 @@
 """`export_model`: one call from a Keras model (or .keras file, or SavedModel dir) to verified edge artifacts.
 
-Steps: plan the (format, precision) pairs -> load the model and its preprocessing/labels -> load data, split
-it (calibrate on the train part, verify on the held-out part) -> optional prune/cluster/QAT -> trace ONE
-SavedModel -> convert every artifact -> run each in its own runtime against the reference -> optional edge
-target checks -> manifest.json, report.json, report.md. Everything is written into a temporary sibling dir
-that is renamed to `output_dir` at the end, so a failure leaves no partial output.
+Steps: the `ExportRequest` (planned and validated once) -> load the model and its preprocessing/labels ->
+load data, split it (calibrate on the train part, verify on the held-out part) -> optional prune/cluster/QAT
+-> trace ONE SavedModel -> reference outputs and the reference's own float noise -> convert every row of
+the plan with its converter (`export.formats.convert`) and run it in its own runtime against the reference
+-> optional edge target checks -> manifest.json, report.json, report.md. Everything is written into a
+temporary sibling dir that is renamed to `output_dir` at the end, so a failure leaves no partial output.
 
 Example:
     >>> result = export_model("saved_models/resnet20_digits.keras", formats=["tflite"],
     ...                       precisions=["fp32", "int8"], data="digits", output_dir="exports/r20")  # doctest: +SKIP
     >>> result.passed, [a["file"] for a in result.artifacts]  # doctest: +SKIP
     (True, ['resnet20_digits_fp32.tflite', 'resnet20_digits_int8.tflite'])
+    >>> request = ExportRequest.build(formats=["onnx"], data="digits", output_dir="exports/r20")
+    >>> export_model("saved_models/resnet20_digits.keras", request)  # the same, from a request  # doctest: +SKIP
 """
 import dataclasses
 import os
@@ -21,12 +24,15 @@ import time
 import numpy as np
 
 from export import formats as format_table
-from export.core.files import check_output_target, current_umask, staged_dir
+from export.core.files import check_output_target, staged_dir
 from export.core.errors import UserError
+from export.request import TARGET_PRECISIONS, ExportRequest
 
 MIN_CALIBRATION_SAMPLES = 100
-OPTIMIZATION_KEYS = ("prune", "prune_structure", "qat", "cluster")
-TARGET_PRECISIONS = {"edgetpu": ("int8",)}  # integer-only accelerators: check only full-int8 artifacts
+# export_model's positional parameters after the model, from before ExportRequest (still accepted)
+POSITIONAL_OPTIONS = ("formats", "precisions", "all_formats", "data", "output_dir", "force", "int8_io",
+                      "dynamic_batch", "calibration_samples", "gates", "target", "max_size", "optimizations",
+                      "threads", "verify_samples", "latency_runs", "model_name")
 
 
 @dataclasses.dataclass
@@ -52,8 +58,21 @@ class Source:
     input_shape: tuple
 
 
-def _optimizing(options):
-    return any((options or {}).get(key) for key in OPTIMIZATION_KEYS)
+@dataclasses.dataclass
+class Run:
+    """What the steps of one export share: the request, the source, its data, and where output goes."""
+
+    request: ExportRequest
+    source: Source
+    data: dict  # `_load_data`: source, train, held_out, spec, x_calibration, x_verify, y_verify
+    labels: list | None
+    variants: tuple  # the request's rows, plus the reference's artifact when it exists nowhere else
+    reference_entry: dict
+    output_dir: str
+    notify: object
+    started: float
+    root: str | None = None  # the staged dir being written
+    steps: object = None  # export.report.Steps
 
 
 def _stderr(message):
@@ -80,30 +99,6 @@ def _load_source(model_or_path, model_name=None):
     raise UserError(f"model {path!r} is neither a .keras file nor a SavedModel dir (with saved_model.pb)")
 
 
-def _check_request(pairs, source, options, data, int8_io, target, output_dir, force):
-    """Refuse impossible combinations before any heavy work (UserError, nothing written)."""
-    names = {(fmt.name, p) for fmt, p in pairs}
-    if _optimizing(options):
-        if data is None:
-            raise UserError("--prune/--qat/--cluster need --data: they fine-tune on labeled images")
-        if source.model is None:
-            raise UserError("--prune/--qat/--cluster need a Keras model, not a SavedModel dir")
-        if ("keras", "fp32") in names:
-            raise UserError("--format keras cannot hold an optimized (tf_keras) model; use saved_model/tflite/onnx")
-        if options.get("qat") and any(p != "int8" for fmt, p in pairs if fmt.name in ("tflite", "onnx")):
-            raise UserError("--qat produces int8 artifacts; allowed precisions with --qat: int8")
-    if source.model is None and ("keras", "fp32") in names:
-        raise UserError("--format keras needs a Keras model; the source is a SavedModel dir")
-    if int8_io and ("tflite", "int8") not in names:
-        raise UserError("--int8-io applies to TFLite int8; add --format tflite --precision int8")
-    wanted = TARGET_PRECISIONS.get(target)
-    if wanted and not any(fmt.name == "tflite" and p in wanted for fmt, p in pairs):
-        raise UserError(f"--target {target} checks TFLite {'/'.join(wanted)} artifacts; add --precision int8")
-    if target and not any(fmt.name == "tflite" for fmt, _ in pairs):
-        raise UserError(f"--target {target} checks TFLite files; add --format tflite")
-    check_output_target(output_dir, force, _inputs(source, data))
-
-
 def _inputs(source, data):
     """What --output must never hold: {"the input model": path, "the --data path": path}."""
     return {"the input model": source.path, "the --data path": data}
@@ -119,24 +114,24 @@ def _spec_and_labels(source, notify):
     return check_spec(spec), source.metadata.get("labels")
 
 
-def _load_data(data, source, spec, calibration_samples, verify_samples, notify):
+def _load_data(request, source, spec, notify):
     from export.data import sources as datasets
     from export.data.preprocess import normalize
 
-    chosen = data or (source.metadata.get("data") or {}).get("source") or "digits"
-    if data is None:
+    chosen = request.data or (source.metadata.get("data") or {}).get("source") or "digits"
+    if request.data is None:
         notify(f"note: no --data given; calibrating and verifying on {chosen!r}")
     train, held_out = datasets.split(datasets.load(chosen, tuple(spec["input_size"]), spec["channels"],
                                                    class_names=source.metadata.get("labels")))
     if len(train.x) == 0 or len(held_out.x) == 0:
         raise UserError(f"data {chosen!r} is too small to split into calibration and verification parts")
     order = np.random.default_rng(0).permutation(len(train.x))
-    calibration = train.take(np.sort(order[:calibration_samples]))
+    calibration = train.take(np.sort(order[:request.calibration_samples]))
     if len(calibration.x) < MIN_CALIBRATION_SAMPLES:
         notify(f"warning: only {len(calibration.x)} calibration samples (< {MIN_CALIBRATION_SAMPLES}); "
                "int8 ranges may be poor")
-    if verify_samples:
-        held_out = held_out.take(np.arange(min(verify_samples, len(held_out.x))))
+    if request.verify_samples:
+        held_out = held_out.take(np.arange(min(request.verify_samples, len(held_out.x))))
     return {"source": chosen, "train": train, "held_out": held_out, "spec": spec,
             "x_calibration": normalize(calibration.x, spec).astype("float32"),
             "x_verify": normalize(held_out.x, spec).astype("float32"), "y_verify": held_out.y}
@@ -148,174 +143,192 @@ def _reference_runner(source, model):
     return KerasRunner.from_model(model) if model is not None else SavedModelRunner(source.saved_model_dir)
 
 
-class _Builder:
-    """Converts one (format, precision) pair into a file inside the export dir (a table of methods)."""
-
-    def __init__(self, root, work, name, model, saved_model_dir, calibration, int8_io, keras_metadata, qat):
-        self.root, self.work, self.name, self.model = root, work, name, model
-        self.saved_model_dir, self.calibration, self.int8_io = saved_model_dir, calibration, int8_io
-        self.keras_metadata, self.qat, self._onnx_fp32 = keras_metadata, qat, None
-
-    def build(self, fmt, precision):
-        file = fmt.file_name(self.name, precision)
-        getattr(self, f"_{fmt.name}")(os.path.join(self.root, file), precision)
-        return file
-
-    def _keras(self, path, precision):
-        from export.core.metadata import save_model
-
-        save_model(self.model, path, self.keras_metadata)
-        os.chmod(path, 0o666 & ~current_umask())  # save_model's temp file is private; artifacts are not
-
-    def _saved_model(self, path, precision):
-        shutil.copytree(self.saved_model_dir, path)
-
-    def _tflite(self, path, precision):
-        from export.converters import tflite
-
-        calibration = self.calibration if precision in tflite.CALIBRATED else None
-        with open(path, "wb") as handle:
-            handle.write(tflite.convert(self.saved_model_dir, precision, calibration, self.int8_io))
-
-    def _onnx_float(self):
-        from export.converters import onnx
-
-        if self._onnx_fp32 is None:
-            self._onnx_fp32 = onnx.to_onnx(self.saved_model_dir, os.path.join(self.work, "model_fp32.onnx"))
-        return self._onnx_fp32
-
-    def _onnx(self, path, precision):
-        from export.converters import onnx
-
-        if precision == "fp32" or (self.qat and precision == "int8"):  # a QAT graph already carries QDQ
-            shutil.copyfile(self._onnx_float(), path)
-        elif precision == "int8":
-            onnx.quantize_int8(self._onnx_float(), path, self.calibration)
-        else:
-            onnx.quantize_dynamic(self._onnx_float(), path)
-
-
-def _onnx_card(fmt, precision, common):
-    return {"reszoo_manifest": {"format": fmt.name, "precision": precision, **common,
+def _onnx_card(precision, common):
+    return {"reszoo_manifest": {"format": "onnx", "precision": precision, **common,
                                 "note": "sha256 of this file is in the export dir's manifest.json"}}
 
 
-def _reference_entry(source, pairs, model):
+def _reference_entry(source, variants, model):
     """Where `reszoo verify` finds the parity reference later."""
     from export.savedmodel import is_tf_keras_model
 
-    names = {fmt.name for fmt, _ in pairs}
-    if "keras" in names:
-        return {"file": format_table.FORMATS["keras"].file_name(source.name, "fp32"), "format": "keras"}
+    keras_file = {"file": format_table.FORMATS["keras"].file_name(source.name, "fp32"), "format": "keras"}
+    if "keras" in {v.format for v in variants}:
+        return keras_file
     if model is source.model and source.path:
         return {"path": source.path, "format": "keras" if source.model is not None else "saved_model"}
     if model is not None and not is_tf_keras_model(model):  # an in-memory Keras model: keep it as .keras
-        return {"file": format_table.FORMATS["keras"].file_name(source.name, "fp32"), "format": "keras"}
+        return keras_file
     return {"file": "saved_model", "format": "saved_model"}
 
 
-def _ensure_reference_pair(pairs, source, model, notify):
+def _ensure_reference_variant(variants, source, model, notify):
     """Add the keras (or saved_model) artifact when the reference exists nowhere else."""
-    reference = _reference_entry(source, pairs, model)
-    present = {fmt.name for fmt, _ in pairs}
-    if reference.get("file") and reference["format"] not in present:
+    reference = _reference_entry(source, variants, model)
+    if reference.get("file") and reference["format"] not in {v.format for v in variants}:
         notify(f"note: adding the {reference['format']} artifact as the parity reference for `reszoo verify` "
                "(the converted model exists only in memory)")
-        pairs = [(format_table.FORMATS[reference["format"]], "fp32")] + list(pairs)
-    return pairs, reference
+        variants = (format_table.variant(reference["format"], "fp32"),) + tuple(variants)
+    return tuple(variants), reference
 
 
-def export_model(model_or_path, formats=None, precisions=None, all_formats=False, data=None, output_dir=None,
-                 force=False, int8_io=False, dynamic_batch=False, calibration_samples=300, gates=None, target=None,
-                 max_size=None, optimizations=None, threads=None, verify_samples=None, latency_runs=30,
-                 model_name=None, show_progress=True, notify=_stderr):
-    """Export `model_or_path` to the requested formats/precisions in `output_dir`, verify parity of each.
+def _request(positional, request, options):
+    """The ExportRequest of an export_model call: given, or built from its keyword (or old positional) options."""
+    if isinstance(request, ExportRequest):
+        if positional or options:
+            raise TypeError("export_model: pass either an ExportRequest or options, not both")
+        return request
+    positional = (request, *positional) if request is not None else positional
+    if len(positional) > len(POSITIONAL_OPTIONS):
+        raise TypeError(f"export_model takes at most {len(POSITIONAL_OPTIONS) + 1} positional arguments")
+    named = dict(zip(POSITIONAL_OPTIONS, positional))
+    duplicated = set(named) & set(options)
+    if duplicated:
+        raise TypeError(f"export_model got multiple values for {', '.join(sorted(duplicated))}")
+    return ExportRequest.build(**named, **options)
+
+
+def export_model(model_or_path, request=None, *positional, show_progress=True, notify=_stderr, **options):
+    """Export `model_or_path` as `request` asks (an ExportRequest, or its options as keywords), verify each file.
 
     model_or_path: a Keras-3 model, a `.keras` path (its metadata gives preprocessing and labels), or a
-    SavedModel dir. data: "digits" | class-folder dir | .npz (default: the model's recorded data source, else
-    digits). optimizations: {"prune", "prune_structure", "qat", "cluster", "finetune_epochs"} (need `data`).
-    gates: overrides of `export.verify.DEFAULT_GATES`. target/max_size: TFLite edge checks.
+    SavedModel dir. Options (see `ExportRequest.build`): formats, precisions, all_formats, data ("digits" |
+    class-folder dir | .npz; default: the model's recorded data source, else digits), output_dir, force,
+    int8_io, dynamic_batch, calibration_samples, gates (overrides of `export.verify.DEFAULT_GATES`), target,
+    max_size, optimizations ({"prune", "prune_structure", "qat", "cluster", "finetune_epochs"}, need data),
+    threads, verify_samples, latency_runs, model_name.
     Returns ExportResult; `passed` is False when an artifact failed its gate or a target check.
+
+    Example:
+        >>> export_model(model, formats=["tflite"], data="digits", output_dir="exports/m")  # doctest: +SKIP
     """
     from export.report import Steps
 
-    started = time.perf_counter()
-    pairs = format_table.plan(formats, precisions, all_formats)
-    source = _load_source(model_or_path, model_name)
-    output_dir = os.fspath(output_dir or os.path.join("exports", source.name))
-    options = dict(optimizations or {})
-    if max_size and not target:
-        target = "generic"
-    _check_request(pairs, source, options, data, int8_io, target, output_dir, force)
-    spec, labels = _spec_and_labels(source, notify)
-    loaded = _load_data(data, source, spec, calibration_samples, verify_samples, notify)
-    labels = labels or loaded["train"].class_names
-    pairs, reference_entry = _ensure_reference_pair(pairs, source, source.model if not _optimizing(options)
-                                                    else None, notify)
-    with staged_dir(output_dir, force, _inputs(source, data)) as tmp:  # swapped in atomically on success
-        with Steps(total=2 * len(pairs) + 3, enabled=show_progress) as steps:
-            result = _export_into(tmp, steps, source, pairs, loaded, spec, labels, options, reference_entry,
-                                  int8_io, dynamic_batch, gates, target, max_size, threads, latency_runs, notify,
-                                  started, output_dir)
-    result.output_dir = output_dir
+    request = _request(positional, request, options)
+    run = _prepare_run(model_or_path, request, notify)
+    with staged_dir(run.output_dir, request.force, _inputs(run.source, request.data)) as root:
+        with Steps(total=2 * len(run.variants) + 3, enabled=show_progress) as steps:
+            run.root, run.steps = root, steps  # swapped in atomically on success
+            result = _export_into(run)
+    result.output_dir = run.output_dir
     return result
 
 
-def _export_into(root, steps, source, pairs, loaded, spec, labels, options, reference_entry, int8_io,
-                 dynamic_batch, gates, target, max_size, threads, latency_runs, notify, started, output_dir):
-    from export.converters import onnx as onnx_converter
-    from export.manifest import MANIFEST_FILE, SCHEMA_VERSION, artifact_entry, sha256_of, versions, write_json
-    from export.report import build_report, write_reports
-    from export.runtimes import load_runner
-    from export.savedmodel import to_saved_model
-    from export.verify import merge_gates, verify_runner
+def _prepare_run(model_or_path, request, notify):
+    """Load the source and its data, check what needs the source, and decide the rows and the reference."""
+    started = time.perf_counter()
+    source = _load_source(model_or_path, request.model_name)
+    request.check_source(source.model is not None)
+    output_dir = request.output_dir or os.path.join("exports", source.name)
+    check_output_target(output_dir, request.force, _inputs(source, request.data))
+    spec, labels = _spec_and_labels(source, notify)
+    data = _load_data(request, source, spec, notify)
+    reference_model = None if request.optimizing else source.model
+    variants, reference_entry = _ensure_reference_variant(request.variants, source, reference_model, notify)
+    return Run(request, source, data, labels or data["train"].class_names, variants, reference_entry,
+               output_dir, notify, started)
 
-    gates = merge_gates(gates)
-    work = os.path.join(root, ".work")
+
+def _export_into(run):
+    """Optimize, trace, convert and verify every row, check targets, write manifest and reports."""
+    from export.converters import ConvertContext
+
+    work = os.path.join(run.root, ".work")
     os.makedirs(work)
-    model, optimization_report = source.model, {}
-    with steps.step("optimize" if _optimizing(options) else "prepare"):
-        if _optimizing(options):
-            model, optimization_report = _optimize(model, options, loaded, steps)
-    with steps.step("trace SavedModel"):
-        saved_model_dir = source.saved_model_dir or to_saved_model(
-            model, os.path.join(work, "saved_model"), dynamic_batch)["path"]
-    x, y = loaded["x_verify"], loaded["y_verify"]
-    with steps.step("reference predictions"):
-        reference_runner = _reference_runner(source, model)
-        reference_outputs = reference_runner.predict(x)
-        reference = _reference_facts(reference_runner, reference_outputs, x, y, latency_runs, source, model)
+    with run.steps.step("optimize" if run.request.optimizing else "prepare"):
+        model, optimization_report = _optimize(run) if run.request.optimizing else (run.source.model, {})
+    with run.steps.step("trace SavedModel"):
+        saved_model_dir = _trace(run, model, work)
+    with run.steps.step("reference predictions"):
+        reference = _reference(run, model)
+    context = ConvertContext(saved_model_dir, work, model, run.data["x_calibration"], run.request.int8_io,
+                             bool(run.request.optimizations.get("qat")), _keras_metadata(run))
+    common = _common_facts(run)
+    artifacts = [_convert_and_verify(run, row, context, reference, common) for row in run.variants]
+    target_checks = _target_checks(run.root, artifacts, run.request.target, run.request.max_size)
+    shutil.rmtree(work)
+    return _write_results(run, artifacts, target_checks, reference["facts"], optimization_report, common)
+
+
+def _trace(run, model, work):
+    from export.savedmodel import to_saved_model
+
+    if run.source.saved_model_dir:
+        return run.source.saved_model_dir
+    return to_saved_model(model, os.path.join(work, "saved_model"), run.request.dynamic_batch)["path"]
+
+
+def _reference(run, model):
+    """The reference's outputs on the held-out part, its own float noise, and its facts for the report."""
+    from export.verify import reference_noise
+
+    x, y = run.data["x_verify"], run.data["y_verify"]
+    runner = _reference_runner(run.source, model)
+    outputs = runner.predict(x)
+    noise = reference_noise(runner, x, outputs)
+    facts = _reference_facts(runner, outputs, x, y, run.request.latency_runs, run.source, model)
+    return {"outputs": outputs, "noise": noise, "facts": {**facts, "noise": noise}}
+
+
+def _keras_metadata(run):
+    """The metadata a .keras artifact carries."""
+    source, data = run.source, run.data
+    return {**source.metadata, "model_name": source.name, "preprocessing": data["spec"], "labels": run.labels,
+            "data": {**(source.metadata.get("data") or {}), "source": data["train"].source}}
+
+
+def _common_facts(run):
+    """Facts shared by the manifest and every ONNX file's metadata."""
+    from export.manifest import sha256_of, versions
+
+    source = run.source
     source_model = {"name": source.name, "path": source.path,
                     "sha256": sha256_of(source.path) if source.path else None}
-    common = {"preprocessing": spec, "labels": labels, "source_model": source_model, "versions": versions()}
-    data_facts = {"source": loaded["train"].source, "held_out_fraction": 0.2, "split_seed": 0,
-                  "calibration_samples": int(len(loaded["x_calibration"])), "verification_samples": int(len(x))}
-    keras_metadata = {**source.metadata, "model_name": source.name, "preprocessing": spec, "labels": labels,
-                      "data": {**(source.metadata.get("data") or {}), "source": loaded["train"].source}}
-    builder = _Builder(root, work, source.name, model, saved_model_dir, loaded["x_calibration"], int8_io,
-                       keras_metadata, bool(options.get("qat")))
-    artifacts = []
-    for fmt, precision in pairs:
-        with steps.step(f"convert {fmt.name} {precision}"):
-            file = builder.build(fmt, precision)
-            if fmt.name == "onnx":
-                onnx_converter.embed_metadata(os.path.join(root, file), _onnx_card(fmt, precision, common))
-        with steps.step(f"verify {file}"):
-            runner = load_runner(os.path.join(root, file), fmt.name, threads)
-            parity = verify_runner(runner, precision, x, reference_outputs, y, gates, latency_runs)
-            artifacts.append(artifact_entry(root, file, fmt.name, precision, runner.inputs, runner.outputs, parity))
-    target_checks = _target_checks(root, artifacts, target, max_size)
-    shutil.rmtree(work)
+    return {"preprocessing": run.data["spec"], "labels": run.labels, "source_model": source_model,
+            "versions": versions()}
+
+
+def _convert_and_verify(run, row, context, reference, common):
+    """Write one row's artifact with its converter, then its manifest entry with parity."""
+    from export.converters import onnx as onnx_converter
+    from export.manifest import artifact_entry
+    from export.runtimes import load_runner
+    from export.verify import verify_runner
+
+    file = row.file_name(run.source.name)
+    path = os.path.join(run.root, file)
+    with run.steps.step(f"convert {row.format} {row.precision}"):
+        format_table.convert(row, context, path)
+        if row.format == "onnx":
+            onnx_converter.embed_metadata(path, _onnx_card(row.precision, common))
+    with run.steps.step(f"verify {file}"):
+        runner = load_runner(path, row.format, run.request.threads)
+        parity = verify_runner(runner, row.precision, run.data["x_verify"], reference["outputs"],
+                               run.data["y_verify"], run.request.gates, run.request.latency_runs,
+                               noise=reference["noise"])
+    return artifact_entry(run.root, file, row.format, row.precision, runner.inputs, runner.outputs, parity)
+
+
+def _write_results(run, artifacts, target_checks, reference_facts, optimization_report, common):
+    """manifest.json, report.json and report.md; the ExportResult."""
+    from export.manifest import MANIFEST_FILE, SCHEMA_VERSION, write_json
+    from export.report import build_report, write_reports
+
+    request, data = run.request, run.data
     passed = all(a["parity"]["passed"] for a in artifacts) and all(c["passed"] for c in target_checks.values())
-    manifest = {"schema": SCHEMA_VERSION, "artifacts": artifacts, "reference": reference_entry, **common,
-                "data": data_facts, "options": {"int8_io": int8_io, "dynamic_batch": dynamic_batch,
-                                                "gates": gates, "target": target, "max_size": max_size},
-                "optimizations": optimization_report, "target_checks": target_checks}
-    write_json(os.path.join(root, MANIFEST_FILE), manifest)
-    report = build_report(manifest, reference, passed, time.perf_counter() - started,
-                          notes=[f"output dir: {output_dir}"])
-    write_reports(root, report)
-    return ExportResult(output_dir, artifacts, report, manifest, passed)
+    data_facts = {"source": data["train"].source, "held_out_fraction": 0.2, "split_seed": 0,
+                  "calibration_samples": int(len(data["x_calibration"])),
+                  "verification_samples": int(len(data["x_verify"]))}
+    options = {"int8_io": request.int8_io, "dynamic_batch": request.dynamic_batch, "gates": request.gates,
+               "target": request.target, "max_size": request.max_size}
+    manifest = {"schema": SCHEMA_VERSION, "artifacts": artifacts, "reference": run.reference_entry, **common,
+                "data": data_facts, "options": options, "optimizations": optimization_report,
+                "target_checks": target_checks}
+    write_json(os.path.join(run.root, MANIFEST_FILE), manifest)
+    report = build_report(manifest, reference_facts, passed, time.perf_counter() - run.started,
+                          notes=[f"output dir: {run.output_dir}"])
+    write_reports(run.root, report)
+    return ExportResult(run.output_dir, artifacts, report, manifest, passed)
 
 
 def _reference_facts(runner, outputs, x, y, latency_runs, source, model):
@@ -330,16 +343,17 @@ def _reference_facts(runner, outputs, x, y, latency_runs, source, model):
     return facts
 
 
-def _optimize(model, options, loaded, steps):
+def _optimize(run):
+    """(optimized model, report) of the prune/cluster/QAT steps, with held-out accuracy before and after."""
+    from export.data.preprocess import normalize
     from export.optimize import apply
     from export.runtimes import KerasRunner
     from export.verify import labels_usable
 
-    from export.data.preprocess import normalize
-
-    x_train = normalize(loaded["train"].x, loaded["spec"]).astype("float32")  # only optimizations need it all
-    optimized, report = apply(model, options, (x_train, loaded["train"].y), steps.progress)
-    x, y = loaded["x_verify"], loaded["y_verify"]
+    model, data = run.source.model, run.data
+    x_train = normalize(data["train"].x, data["spec"]).astype("float32")  # only optimizations need it all
+    optimized, report = apply(model, run.request.optimizations, (x_train, data["train"].y), run.steps.progress)
+    x, y = data["x_verify"], data["y_verify"]
     before = KerasRunner.from_model(model).predict(x)
     if labels_usable(y, before):
         after = KerasRunner.from_model(optimized).predict(x)

@@ -47,8 +47,11 @@ def markdown_table(artifacts):
 
 
 def build_report(manifest, reference, passed, wall_time_s, notes=()):
-    """The report.json document: artifacts with parity, reference facts, optimizations, target checks."""
-    return {"passed": passed, "wall_time_s": round(wall_time_s, 2), "reference": reference,
+    """The report.json document: artifacts with parity, reference facts, optimizations, target checks, and the
+    CPU the latencies were measured on (`export.core.cpu.cpu_facts`: model, machine, int8 ISA flags)."""
+    from export.core.cpu import cpu_facts
+
+    return {"passed": passed, "wall_time_s": round(wall_time_s, 2), "reference": reference, "machine": cpu_facts(),
             "artifacts": manifest["artifacts"], "optimizations": manifest.get("optimizations") or {},
             "target_checks": manifest.get("target_checks") or {}, "data": manifest.get("data"),
             "notes": list(notes)}
@@ -59,7 +62,7 @@ def _markdown(report):
     lines = [f"# Export report: {'PASSED' if report['passed'] else 'FAILED'}", "",
              f"Reference: {reference.get('description')}; accuracy {_number(reference.get('accuracy'), '.2%')}, "
              f"median batch-1 latency {_number(reference.get('latency_ms_median'), '.3f')} ms "
-             f"({reference.get('samples')} held-out samples from {report['data'].get('source')}).", "",
+             f"({reference.get('samples')} held-out samples from {(report.get('data') or {}).get('source')}).", "",
              markdown_table(report["artifacts"]), ""]
     for target_file, check in report["target_checks"].items():
         ops = ", ".join(f"{o['op']}×{o['count']}" for o in check["ops"])

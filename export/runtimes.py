@@ -211,4 +211,10 @@ def load_runner(path, format, threads=None):
         raise UserError(f"no runtime for format {format!r}; allowed: {', '.join(RUNNERS)}")
     if not os.path.exists(path):
         raise UserError(f"artifact {os.fspath(path)!r} does not exist")
-    return RUNNERS[format](path, threads)
+    try:
+        return RUNNERS[format](path, threads)
+    except UserError:
+        raise
+    except Exception as error:  # a corrupt or foreign file: the runtime's own parser refused it
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise UserError(f"cannot load {format} artifact {os.fspath(path)!r}: {reason}") from None

@@ -20,6 +20,8 @@ MOVED = {  # old module -> new place (the restructure); importing an old name sa
     "reszoo.registry": "reszoo.models.registry", "reszoo.layers": "reszoo.models.blocks",
     "reszoo.weights": "reszoo.models.weights", "reszoo.flops": "reszoo.models.flops",
     "reszoo.zoo_table": "reszoo.models.zoo_table",
+    "reszoo.bench": "reszoo.analysis.bench", "reszoo.diagnose": "reszoo.analysis.diagnose",
+    "reszoo.data": "reszoo.train.data",
 }
 __all__ = [*ZOO_FUNCTIONS, "__version__"]
 

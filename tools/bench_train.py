@@ -27,7 +27,7 @@ import tensorflow as tf  # noqa: E402
 
 from export.data.sources import LabeledImages  # noqa: E402
 from reszoo import create_model  # noqa: E402
-from reszoo.data import default_spec, train_dataset  # noqa: E402
+from reszoo.train.data import default_spec, train_dataset  # noqa: E402
 from reszoo.train.loop import make_train_step  # noqa: E402
 from reszoo.train.optim import make_optimizer  # noqa: E402
 

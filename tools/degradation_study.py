@@ -95,8 +95,8 @@ def train_one(name, data, recipe, seed):
 
 @functools.lru_cache(maxsize=2)
 def cached_split(data, size):
-    """reszoo.data.load_split(data, size, 3), loaded once per (data, size)."""
-    from reszoo import data as pipelines
+    """reszoo.train.data.load_split(data, size, 3), loaded once per (data, size)."""
+    from reszoo.train import data as pipelines
 
     return pipelines.load_split(data, size, 3)
 
@@ -104,7 +104,7 @@ def cached_split(data, size):
 def final_errors(model, data, size):
     """(train-split error, held-out error) of `model` in inference mode, with the training preprocessing."""
     from export.data.preprocess import normalize
-    from reszoo import data as pipelines
+    from reszoo.train import data as pipelines
 
     train, held_out = cached_split(data, size)
     spec = pipelines.default_spec(data, size, 3)

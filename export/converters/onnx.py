@@ -5,7 +5,12 @@ The serving signature is frozen and its XLA-compiled sub-functions (Keras wraps 
 unsupported `StatefulPartitionedCall` (onnx/tensorflow-onnx#2099). Input/output names match the SavedModel
 signature. The batch dimension follows the SavedModel (1 unless exported with a dynamic batch).
 
+`write(context, precision, path)` is the export.formats contract: fp32 is the tf2onnx graph, int8 the static QDQ
+quantization of it (or the graph itself for a QAT model, whose fake-quant ops already are QDQ pairs), dynamic
+the dynamic quantization of it; the fp32 graph is converted once per run and shared.
+
 Example:
+    >>> write(context, "int8", "out/model_int8.onnx")  # doctest: +SKIP
     >>> to_onnx("work/saved_model", "model_fp32.onnx")  # doctest: +SKIP
     >>> quantize_int8("model_fp32.onnx", "model_int8.onnx", calibration=x_train[:300])  # doctest: +SKIP
 """
@@ -13,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -145,6 +151,38 @@ def quantize_dynamic(fp32_path, path):
     first_conv = first_conv_name(fp32_path)
     q.quantize_dynamic(os.fspath(fp32_path), os.fspath(path), weight_type=q.QuantType.QUInt8,
                        nodes_to_exclude=[first_conv] if first_conv else [], extra_options={"WeightSymmetric": True})
+    return path
+
+
+def _float_graph(context):
+    """The fp32 ONNX graph of the context's SavedModel, converted once and kept in the work dir."""
+    if "onnx_fp32" not in context.cache:
+        path = os.path.join(context.work_dir, "model_fp32.onnx")
+        context.cache["onnx_fp32"] = to_onnx(context.saved_model_dir, path)
+    return context.cache["onnx_fp32"]
+
+
+def _write_fp32(context, path):
+    shutil.copyfile(_float_graph(context), path)
+
+
+def _write_int8(context, path):
+    if context.qat:  # a QAT graph already carries QuantizeLinear/DequantizeLinear with the trained ranges
+        shutil.copyfile(_float_graph(context), path)
+    else:
+        quantize_int8(_float_graph(context), path, context.calibration)
+
+
+def _write_dynamic(context, path):
+    quantize_dynamic(_float_graph(context), path)
+
+
+WRITERS = {"fp32": _write_fp32, "int8": _write_int8, "dynamic": _write_dynamic}
+
+
+def write(context, precision, path):
+    """The export.formats contract: the ONNX file of `context` at `precision` (fp32, int8, dynamic) at `path`."""
+    WRITERS[precision](context, path)
     return path
 
 

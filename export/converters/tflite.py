@@ -4,12 +4,17 @@ Precisions: fp32, fp16 (float16 weights), dynamic (int8 weights, float activatio
 calibrated with a representative dataset; `int8_io` makes input/output tensors int8 too, their scale and
 zero point are in the file and in the manifest), int16x8 (int16 activations, int8 weights).
 
+Which precisions exist and which need calibration is decided by `export.formats.VARIANTS`; `SETTINGS` here
+only says how each one configures the TFLiteConverter.
+
 Example:
     >>> flatbuffer = convert("exports/_work/saved_model", "int8", calibration=x_train[:300])  # doctest: +SKIP
+    >>> write(context, "int8", "out/model_int8.tflite")  # the export.formats contract  # doctest: +SKIP
 """
 import numpy as np
 
 from export.core.errors import UserError
+from export.core.files import write_bytes
 
 
 def _representative(calibration):
@@ -53,7 +58,6 @@ def _int16x8(converter, tf, calibration, int8_io):
 
 
 SETTINGS = {"fp32": _fp32, "fp16": _fp16, "dynamic": _dynamic, "int8": _int8, "int16x8": _int16x8}
-CALIBRATED = ("int8", "int16x8")
 
 
 def convert(saved_model_dir, precision, calibration=None, int8_io=False):
@@ -64,12 +68,18 @@ def convert(saved_model_dir, precision, calibration=None, int8_io=False):
     """
     import tensorflow as tf
 
-    if precision not in SETTINGS:
-        raise UserError(f"TFLite has no precision {precision!r}; allowed: {', '.join(SETTINGS)}")
-    if precision in CALIBRATED and (calibration is None or len(calibration) == 0):
-        raise UserError(f"TFLite {precision} needs calibration data (--data)")
     from export.core.quiet import native_noise_filtered
+    from export.formats import variant
+
+    if variant("tflite", precision).calibrated and (calibration is None or len(calibration) == 0):
+        raise UserError(f"TFLite {precision} needs calibration data (--data)")
 
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
     with native_noise_filtered():  # the converter's C++ chatter (fully_quantize: ..., SavedModel reader INFO)
         return SETTINGS[precision](converter, tf, calibration, int8_io and precision == "int8").convert()
+
+
+def write(context, precision, path):
+    """The export.formats contract: the flatbuffer of `context.saved_model_dir` at `precision`, written to `path`."""
+    write_bytes(path, convert(context.saved_model_dir, precision, context.calibration, context.int8_io))
+    return path

@@ -1,10 +1,12 @@
 """Labeled image sources shared by training, calibration and verification.
 
-Every source yields raw pixels: float32 in [0, 255], NHWC, resized to the model's input size. Sources:
-`digits` (scikit-learn's embedded 8x8 digits), a folder with one sub-folder of images per class, or an
-`.npz` with `x` (N,H,W[,C]) and optional `y`. `split` gives the fixed train / held-out partition (stratified,
-seeded) that training, calibration (train part) and verification (held-out part) all use, so the two
-never overlap.
+Every source yields raw pixels: float32 in [0, 255], NHWC, resized to the model's input size. Sources (ONE
+table, `SOURCES`: kind -> matches / load / cheap check): `digits` (scikit-learn's embedded 8x8 digits), a folder
+with one sub-folder of images per class, an `.npz` with `x` (N,H,W[,C]) and optional `y`, TFRecord files of
+(image, label) (`export.data.tfrecord`: `*.tfrecord` / `*.tfrec` or a glob), or in-memory `LabeledImages`.
+`check_source` is the cheap check CLIs run before TensorFlow loads. `split` gives the fixed train / held-out
+partition (stratified, seeded) that training, calibration (train part) and verification (held-out part) all
+use, so the two never overlap.
 
 Example:
     >>> data = load("digits", image_size=(32, 32))
@@ -33,6 +35,7 @@ import os
 import numpy as np
 
 from export.core.errors import UserError
+from export.data import tfrecord
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 HELD_OUT_FRACTION = 0.2
@@ -300,27 +303,85 @@ def validate(data, class_names=None, min_classes=1):
     return LabeledImages(data.x, y, names, data.source)
 
 
-def _load_source(source, image_size, channels, class_names):
-    """The unvalidated LabeledImages of a "digits" / .npz / class-folder source."""
-    if source == "digits":
-        return load_digits(image_size, channels)
-    if str(source).endswith(".npz"):
-        if not os.path.isfile(source):
-            raise UserError(f"data file {source!r} does not exist")
-        return load_npz(source, image_size, channels, class_names)
-    if os.path.isdir(source):
-        return load_folder(source, image_size, channels, class_names)
-    raise UserError(f"data {source!r} not found; allowed: 'digits', a folder of class sub-folders, or an .npz file")
+def _load_tfrecord(pattern, image_size, channels):
+    """TFRecord files of (image, label) as LabeledImages; class names 0..max(y) come from `validate`."""
+    x, y = tfrecord.read(pattern, tuple(image_size), channels)
+    return LabeledImages(x, y, [], os.path.abspath(pattern))
+
+
+def _check_npz(path):
+    """UserError when the .npz file is missing (cheap, no read)."""
+    if not os.path.isfile(path):
+        raise UserError(f"data file {path!r} does not exist")
+
+
+def _no_check(source):
+    """Nothing to check cheaply (built-in or in-memory data)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceKind:
+    """One kind of data source: `matches(source)`, `load(source, image_size, channels, class_names)` (unvalidated
+    LabeledImages) and `check(source)` (cheap, no TensorFlow: UserError when it cannot be loaded)."""
+
+    matches: object
+    load: object
+    check: object
+
+
+# THE source table, first match wins. Every consumer (train, export, verify, bench, diagnose) loads through `load`.
+SOURCES = {
+    "memory": SourceKind(lambda s: isinstance(s, LabeledImages), lambda s, size, ch, names: s, _no_check),
+    "digits": SourceKind(lambda s: s == "digits", lambda s, size, ch, names: load_digits(size, ch), _no_check),
+    "tfrecord": SourceKind(tfrecord.matches, lambda s, size, ch, names: _load_tfrecord(s, size, ch), tfrecord.check),
+    "npz": SourceKind(lambda s: isinstance(s, str) and s.endswith(".npz"), load_npz, _check_npz),
+    "folder": SourceKind(lambda s: isinstance(s, str) and os.path.isdir(s), load_folder, list_image_files),
+}
+ALLOWED_SOURCES = ("'digits', a folder of class sub-folders, an .npz file, or TFRecord files "
+                   f"({', '.join('*' + suffix for suffix in tfrecord.SUFFIXES)}, a path or glob)")
+
+
+def _plain(source):
+    """A path-like source as str, anything else unchanged: _plain(Path("d.npz")) == "d.npz"."""
+    return os.fspath(source) if isinstance(source, os.PathLike) else source
+
+
+def source_kind(source):
+    """The SOURCES key of `source`; UserError listing the allowed sources when none matches.
+
+    Example:
+        >>> source_kind("digits"), source_kind("/data/train-*.tfrecord")
+        ('digits', 'tfrecord')
+    """
+    source = _plain(source)
+    kind = next((name for name, entry in SOURCES.items() if entry.matches(source)), None)
+    if kind is None:
+        raise UserError(f"data {source!r} not found; allowed: {ALLOWED_SOURCES}")
+    return kind
+
+
+def check_source(source):
+    """Cheap check (no TensorFlow, no decoding) that `source` is a loadable kind; returns the kind.
+
+    CLIs call it before TensorFlow loads: a missing .npz, an empty class folder or a glob matching no TFRecord
+    file is a one-line UserError at once. Example: check_source("digits") -> "digits".
+    """
+    kind = source_kind(source)
+    SOURCES[kind].check(_plain(source))
+    return kind
 
 
 def load(source, image_size, channels=3, class_names=None, min_classes=1):
-    """Load `source` ("digits", a class-folder path, or an .npz path) at `image_size`, validated (`validate`).
+    """Load `source` (any SOURCES kind: "digits", a class folder, an .npz, TFRecord files, or LabeledImages) at
+    `image_size`, validated (`validate`), at `channels`.
 
     class_names: the model's label names when the consumer knows them (labels then index them; folders are
     matched by name). Raises UserError with the allowed values when the source is none of them or is unusable.
     Example: load("pets", (32, 32), class_names=["cat", "dog", "fox"]).y -> [0, 0, ..., 2] for folders cat/, fox/.
     """
-    data = validate(_load_source(source, image_size, channels, class_names), class_names, min_classes)
+    source = _plain(source)
+    kind = SOURCES[check_source(source)]
+    data = validate(kind.load(source, tuple(image_size), channels, class_names), class_names, min_classes)
     x = resize(to_channels(data.x, channels), image_size)
     return LabeledImages(x, data.y, data.class_names, data.source)
 

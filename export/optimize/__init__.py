@@ -30,12 +30,14 @@ DEFAULT_OPTIONS = {"prune": None, "prune_structure": None, "qat": False, "cluste
 # guides fine-tune with Adam's default 1e-3); clustering and QAT only adjust a converged model.
 STEP_LEARNING_RATES = {"prune": 1e-3, "cluster": 1e-4, "qat": 1e-4}
 MIN_FINETUNE_STEPS = 2
+OPTIMIZATION_KEYS = ("prune", "prune_structure", "qat", "cluster")  # any of them set: the model is optimized
 
 
 def requested(options):
-    """True when `options` ask for any optimization."""
-    return bool(options.get("prune") or options.get("prune_structure") or options.get("qat")
-                or options.get("cluster"))
+    """True when `options` (or None) ask for any optimization: requested({"qat": True}) -> True.
+
+    The one "is optimizing" decision (the export pipeline asks it too)."""
+    return any((options or {}).get(key) for key in OPTIMIZATION_KEYS)
 
 
 def check_options(options, train_data):

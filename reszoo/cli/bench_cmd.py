@@ -8,29 +8,30 @@ An export dir is not trusted: its manifest paths must stay inside it (exit 2) an
 before anything is loaded or timed (exit 1, one line per problem, as `reszoo verify`); SavedModel artifacts
 run only with --trust.
 """
-import os
-
 import click
 
 from export.core.errors import UserError
 
 
-def bench_checked(export_dir, output, settings):
-    """`bench_export_dir`, exiting 1 with one `error:` line per integrity problem (as `reszoo verify` does).
+def one_target(target, model):
+    """DIR_OR_MODEL or --model (exactly one of them), as given.
 
     Example:
-        >>> bench_checked("exports/demo", None, {"runs": 5})  # doctest: +SKIP
+        >>> one_target(None, "resnet20")
+        'resnet20'
     """
-    from reszoo import bench
+    if target and model:
+        raise UserError("give either DIR_OR_MODEL or --model, not both")
+    if not (target or model):
+        raise UserError("give an export dir (e.g. exports/demo) or --model NAME")
+    return target or model
 
-    try:
-        return bench.bench_export_dir(export_dir, output=output, **settings)
-    except bench.IntegrityError as error:
-        for problem in error.problems:
-            click.echo(f"error: {problem}", err=True)
-        click.echo(f"bench: {export_dir} FAILED integrity check (sha256 vs manifest.json); nothing was timed",
-                   err=True)
-        raise SystemExit(1) from None
+
+def echo_integrity_failure(export_dir, error):
+    """One `error:` line per integrity problem and a verdict on stderr (as `reszoo verify` does)."""
+    for problem in error.problems:
+        click.echo(f"error: {problem}", err=True)
+    click.echo(f"bench: {export_dir} FAILED integrity check (sha256 vs manifest.json); nothing was timed", err=True)
 
 
 @click.command("bench")
@@ -57,22 +58,17 @@ def bench_checked(export_dir, output, settings):
 @click.option("--trust", is_flag=True, help="Also run SavedModel artifacts (their graphs can run arbitrary TF ops).")
 def bench_command(target, model, input_size, runs, warmup, threads, batch, samples, data, output, trust):
     """Benchmark an export dir (every artifact + the Keras reference) or a model exported on the fly."""
-    from reszoo import bench
+    from reszoo.analysis.bench import run_bench
+    from reszoo.analysis.bench_inputs import IntegrityError
+    from reszoo.analysis.bench_report import render_markdown, written_files
 
-    if target and model:
-        raise UserError("give either DIR_OR_MODEL or --model, not both")
-    target = target or model
-    if not target:
-        raise UserError("give an export dir (e.g. exports/demo) or --model NAME")
-    settings = dict(runs=runs, warmup=warmup, threads=threads, batch=batch, samples=samples, data=data)
-    if not bench.looks_like_model(target):
-        if input_size:
-            raise UserError("--input-size applies to a model (--model NAME), not to an export dir")
-        report = bench_checked(target, output, {**settings, "trust": trust})
-        written = output or target
-    else:
-        report = bench.bench_model(target, input_size=input_size, output=output, **settings)
-        written = output
-    click.echo(bench.render_markdown(report))
+    target = one_target(target, model)
+    try:
+        report, written = run_bench(target, input_size=input_size, output=output, trust=trust, runs=runs,
+                                    warmup=warmup, threads=threads, batch=batch, samples=samples, data=data)
+    except IntegrityError as error:
+        echo_integrity_failure(target, error)
+        raise SystemExit(1) from None
+    click.echo(render_markdown(report))
     if written:
-        click.echo(f"wrote {', '.join(os.path.join(written, name) for name in bench.BENCH_FILES)}")
+        click.echo(f"wrote {', '.join(written_files(written))}")

@@ -10,6 +10,7 @@ Example:
     $ reszoo export model.keras --precision int8 --int8-io --target edgetpu --data digits
     $ reszoo export model.keras --prune 0.5 --prune-structure 2:4 --qat --data digits --finetune-epochs 2
 """
+import dataclasses
 import os
 import re
 
@@ -17,10 +18,10 @@ import click
 
 from export.core.files import check_output_target
 from export.core.errors import UserError
-from export.formats import ALL_PRECISIONS, FORMATS, plan
+from export.formats import ALL_PRECISIONS, FORMATS
+from export.targets import TARGETS
 
 DEFAULT_MODEL = os.path.join("saved_models", "resnet20_digits.keras")
-TARGETS = ("generic", "edgetpu", "gpu", "micro")
 SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20}
 
 
@@ -45,35 +46,19 @@ def default_model_path():
 
 
 def precheck_data(data):
-    """Cheap checks of --data before TensorFlow loads (missing file, folder without images)."""
-    from export.data.sources import list_image_files
+    """Cheap check of --data before TensorFlow loads (`export.data.sources.check_source`; None: recorded data)."""
+    from export.data.sources import check_source
 
-    if data is None or data == "digits":
-        return
-    if str(data).endswith(".npz"):
-        if not os.path.isfile(data):
-            raise UserError(f"data file {data!r} does not exist")
-    elif os.path.isdir(data):
-        list_image_files(data)
-    else:
-        raise UserError(f"data {data!r} not found; allowed: 'digits', a folder of class sub-folders, or an .npz file")
+    if data is not None:
+        check_source(data)
 
 
 def resolve_model(model):
-    """(model object or path, name) for the MODEL argument."""
+    """(model object or path, name) for the MODEL argument (`reszoo.models.resolve`; None: the shipped model)."""
+    from reszoo.models.resolve import resolve_model as resolve
 
-    if model is None:
-        path = default_model_path()
-        return path, os.path.basename(path)[: -len(".keras")]
-    if model.endswith(".keras") or os.path.isdir(model):
-        if not os.path.exists(model):
-            raise UserError(f"model file {model!r} does not exist")
-        return model, None
-    if os.path.sep in model or os.path.exists(model):
-        raise UserError(f"model {model!r} is neither a .keras file, a SavedModel dir nor a registered name")
-    import reszoo
-
-    return reszoo.create_model(model), model
+    resolved = resolve(default_model_path() if model is None else model, allowed=("name", "keras", "saved_model"))
+    return resolved.source(), resolved.name
 
 
 @click.command("export")
@@ -97,11 +82,12 @@ def resolve_model(model):
 @click.option("--qat", is_flag=True, help="Quantization-aware training, then int8 artifacts (needs --data).")
 @click.option("--cluster", type=int, default=None, help="Weight clustering with N clusters (needs --data).")
 @click.option("--finetune-epochs", type=click.IntRange(1), default=2, show_default=True)
-@click.option("--target", type=click.Choice(TARGETS), default=None, help="Check TFLite ops for an edge target.")
+@click.option("--target", type=click.Choice(list(TARGETS)), default=None, help="Check TFLite ops for an edge target.")
 @click.option("--max-size", default=None, help="Flag TFLite files larger than this (e.g. 512K, 2MB).")
 @click.option("--threads", type=click.IntRange(1), default=None, help="Runtime threads for verification.")
 @click.option("--gate", "gates", multiple=True, help="Override a parity gate: PRECISION.KEY=VALUE, e.g. "
-              "int8.min_agreement=0.97 (keys: max_rel_err, min_agreement, max_accuracy_drop).")
+              "int8.min_agreement=0.97 (keys: max_rel_err, min_agreement, max_accuracy_drop, noise_multiple, "
+              "noise_floor; an explicit fp32.max_rel_err replaces the noise-derived fp32 limit).")
 @click.option("--latency-runs", type=click.IntRange(0), default=30, show_default=True)
 def export_command(model, formats, precisions, all_formats, data, calibration_samples, verify_samples, int8_io,
                    dynamic_batch, output_dir, force, prune, prune_structure, qat, cluster, finetune_epochs, target,
@@ -110,27 +96,24 @@ def export_command(model, formats, precisions, all_formats, data, calibration_sa
     from rich.console import Console
 
     from export.pipeline import export_model
-    from export.verify import merge_gates
+    from export.request import ExportRequest
 
-    gate_overrides = list(gates)
-    merge_gates(gate_overrides)  # fail fast (before loading TensorFlow) on a malformed --gate
-    max_bytes = parse_size(max_size)
-    plan(list(formats), list(precisions), all_formats)
+    request = ExportRequest.build(  # plans and validates once, before TensorFlow loads
+        formats=list(formats), precisions=list(precisions), all_formats=all_formats, data=data,
+        output_dir=output_dir, force=force, int8_io=int8_io, dynamic_batch=dynamic_batch,
+        calibration_samples=calibration_samples, gates=list(gates), target=target, max_size=parse_size(max_size),
+        optimizations={"prune": prune, "prune_structure": prune_structure, "qat": qat, "cluster": cluster,
+                       "finetune_epochs": finetune_epochs},
+        threads=threads, verify_samples=verify_samples, latency_runs=latency_runs)
     precheck_data(data)
     if output_dir:  # before TensorFlow loads; export_model checks again (also the default exports/<name>)
         check_output_target(output_dir, force, {"the input model": model or default_model_path(),
                                                 "the --data path": data})
     source, name = resolve_model(model)
-    optimizations = {"prune": prune, "prune_structure": prune_structure, "qat": qat, "cluster": cluster,
-                     "finetune_epochs": finetune_epochs}
+    request = dataclasses.replace(request, model_name=name)
     console = Console(stderr=True)
-    result = export_model(source, formats=list(formats), precisions=list(precisions), all_formats=all_formats,
-                          data=data, output_dir=output_dir, force=force, int8_io=int8_io,
-                          dynamic_batch=dynamic_batch, calibration_samples=calibration_samples,
-                          gates=gate_overrides, target=target, max_size=max_bytes, optimizations=optimizations,
-                          threads=threads, verify_samples=verify_samples, latency_runs=latency_runs,
-                          model_name=name, show_progress=console.is_terminal,
-                          notify=lambda message: console.print(message, markup=False, highlight=False))
+    result = export_model(source, request, show_progress=console.is_terminal,
+                          notify=lambda message: console.print(message, markup=False, highlight=False, soft_wrap=True))
     print_outcome(result.report, result.output_dir, f"export: {result.output_dir}")
     raise SystemExit(0 if result.passed else 1)
 

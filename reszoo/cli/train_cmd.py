@@ -7,15 +7,16 @@ Example:
 """
 import click
 
+from reszoo.train.config import MIXED_PRECISION
+from reszoo.train.data import AUGMENTATIONS
 from reszoo.train.strategies import STRATEGY_NAMES
-
-MIXED_PRECISION_CHOICES = ("none", "mixed_float16", "mixed_bfloat16")
 
 
 @click.command("train")
 @click.argument("model")
 @click.option("--data", default="digits", show_default=True,
-              help="'digits', a folder of class sub-folders, an .npz, or TFRecord files (*.tfrecord).")
+              help="'digits', a folder of class sub-folders, an .npz, or TFRecord files ('DIR/*.tfrecord': "
+              "image = PNG/JPEG bytes, label = int64); recorded in the saved models for `reszoo export`.")
 @click.option("--epochs", type=int, default=30, show_default=True)
 @click.option("--batch-size", type=int, default=128, show_default=True, help="Global batch (split over replicas).")
 @click.option("--lr", type=float, default=None, help="Peak learning rate [sgd 0.1, adamw 0.001].")
@@ -25,7 +26,7 @@ MIXED_PRECISION_CHOICES = ("none", "mixed_float16", "mixed_bfloat16")
 @click.option("--label-smoothing", type=float, default=0.0, show_default=True)
 @click.option("--weight-decay", type=float, default=None, help="Decoupled weight decay [sgd 5e-4, adamw 0.05].")
 @click.option("--strategy", type=click.Choice(STRATEGY_NAMES), default="auto", show_default=True)
-@click.option("--mixed-precision", type=click.Choice(MIXED_PRECISION_CHOICES), default="none", show_default=True)
+@click.option("--mixed-precision", type=click.Choice(list(MIXED_PRECISION)), default="none", show_default=True)
 @click.option("--xla", is_flag=True, help="jit_compile the forward/backward pass.")
 @click.option("--output", "output_dir", default=None, help="Run folder [runs/MODEL-DATA].")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --output.")
@@ -34,7 +35,7 @@ MIXED_PRECISION_CHOICES = ("none", "mixed_float16", "mixed_bfloat16")
 @click.option("--width", type=int, default=None, help="Model width (e.g. 8 for a narrow CIFAR ResNet).")
 @click.option("--image-size", type=int, default=None, help="Square input size [the model's default].")
 @click.option("--augment", default="auto", show_default=True,
-              help="auto, none, cifar, cifar-noflip, imagenet, imagenet-noflip.")
+              help=f"auto, {', '.join(AUGMENTATIONS)}.")
 @click.option("--steps-per-epoch", type=int, default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--checkpoint-every", type=int, default=None, help="Also checkpoint every N steps.")
@@ -51,6 +52,9 @@ def train_command(model, data, epochs, batch_size, lr, optimizer, schedule, warm
     import os
     import sys
 
+    from export.data.sources import check_source
+
+    check_source(data)  # cheap, before TensorFlow loads
     from reszoo.train import fit
     from reszoo.train.loop import TrainingDiverged
 
@@ -58,7 +62,7 @@ def train_command(model, data, epochs, batch_size, lr, optimizer, schedule, warm
     try:
         result = fit(model, data, epochs=epochs, batch_size=batch_size, strategy=strategy, lr=lr, optimizer=optimizer,
                      schedule=schedule, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
-                     weight_decay=weight_decay, mixed_precision=None if mixed_precision == "none" else mixed_precision,
+                     weight_decay=weight_decay, mixed_precision=mixed_precision,
                      xla=xla, output_dir=output_dir, resume=resume, seed=seed, steps_per_epoch=steps_per_epoch,
                      model_kwargs={"width": width} if width else None, augment=augment, image_size=image_size,
                      checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, deterministic=deterministic,

@@ -1,9 +1,11 @@
 """`fit`: train a zoo model (or any Keras classifier) with tf.distribute and one custom loop.
 
-Resolves the strategy first (multi-worker must exist before any TF op), builds the model and optimizer in its
-scope, streams the fixed train split through the seeded tf.data pipeline, evaluates on the held-out split
-after every epoch, checkpoints every N steps and at epoch end, and saves `best.keras` / `final.keras` with the
-metadata `reszoo export` reads (builder, preprocessing spec, labels, split, recipe, metrics).
+`fit` orchestrates small steps: its keywords become one `TrainConfig` (checked once) -> strategy (first:
+multi-worker must exist before any TF op) -> `prepare_run` (model plan, data split, model + optimizer in the
+strategy's scope, run settings) -> checkpointer and resume point -> `loop.run_epochs` (seeded tf.data batches,
+held-out evaluation each epoch, checkpoints every N steps and at epoch end, best.keras) -> final.keras. Saved
+models carry the metadata `reszoo export` reads (builder, preprocessing spec, labels, data source, split,
+recipe, metrics).
 
 Example:
     >>> from reszoo.train import fit
@@ -18,14 +20,13 @@ import json
 import os
 import shutil
 import sys
-import time
 
 from export.data import sources as export_datasets
 from export.core.errors import UserError
 from reszoo.train import strategies
+from reszoo.train.config import TrainConfig
 
 BUILTIN_DATA = ("digits",)  # data names that are not paths (export.data.sources.load)
-MIXED_PRECISION = {None: None, "none": None, "mixed_float16": "mixed_float16", "mixed_bfloat16": "mixed_bfloat16"}
 
 
 @dataclasses.dataclass
@@ -52,14 +53,42 @@ class ModelPlan:
     instance: object = None
 
 
-def fit(model_or_name, data, *, epochs, batch_size, strategy="auto", lr=None, optimizer="sgd", schedule="cosine",
-        warmup_epochs=0.0, label_smoothing=0.0, weight_decay=None, mixed_precision=None, xla=False, output_dir=None,
-        resume=False, seed=0, steps_per_epoch=None, model_kwargs=None, augment="auto", image_size=None,
-        checkpoint_every=None, keep_checkpoints=3, deterministic=True, verbose=True,
-        force_settings=False) -> TrainResult:
-    """Train `model_or_name` (registered name or keras.Model) on `data` (source string or LabeledImages).
+@dataclasses.dataclass
+class TrainInputs:
+    """The loaded data and what follows from it: split, class count, preprocessing spec, augmentation, steps."""
 
-    `batch_size` is the global batch (split over replicas). `output_dir=None` trains in memory only (no
+    train: object
+    held_out: object
+    source_name: str
+    num_classes: int
+    spec: dict
+    augment: str
+    steps_per_epoch: int
+
+
+@dataclasses.dataclass
+class Run:
+    """One run's parts, built once by `prepare_run` and read by the steps after it."""
+
+    config: TrainConfig
+    plan: ModelPlan
+    inputs: TrainInputs
+    distribution: object
+    model: object
+    optimizer: object
+    settings: dict  # what run.json records and a resume compares (`run_settings`)
+    recipe: dict  # settings + strategy, replicas, xla, overrides: the saved models' "training" metadata
+    metadata: dict  # `base_metadata`
+    chief: bool
+
+
+def fit(model_or_name, data, **options) -> TrainResult:
+    """Train `model_or_name` (registered name or keras.Model) on `data` (any export.data.sources source).
+
+    options: the `TrainConfig` fields: epochs and batch_size (required; the global batch, split over
+    replicas), strategy, lr, optimizer, schedule, warmup_epochs, label_smoothing, weight_decay, mixed_precision,
+    xla, output_dir, resume, seed, steps_per_epoch, model_kwargs, augment, image_size, checkpoint_every,
+    keep_checkpoints, deterministic, verbose, force_settings. `output_dir=None` trains in memory only (no
     checkpoints, no saved models). A model instance is cloned (weights copied) into the strategy's scope, so
     the trained model is `result.model`, not the instance passed in. `deterministic` fixes tf.data's element
     order (the data order and augmentation seeds are always seeded). Returns a TrainResult; history entries hold
@@ -72,131 +101,181 @@ def fit(model_or_name, data, *, epochs, batch_size, strategy="auto", lr=None, op
     Example:
         >>> fit("resnet20", "digits", epochs=30, batch_size=128, output_dir="runs/r20")  # doctest: +SKIP
     """
-    check_arguments(epochs, batch_size, mixed_precision, label_smoothing, warmup_epochs, checkpoint_every)
-    if force_settings and not resume:
-        raise UserError("--force-settings only applies with --resume")
-    distribution, strategy_name = strategies.resolve_strategy(strategy)
-    replicas = distribution.num_replicas_in_sync
-    chief = strategies.is_chief()
-    say = print if (verbose and chief) else (lambda *a, **k: None)
-    say(f"strategy: {strategy_name} ({replicas} replica{'s' * (replicas != 1)})", flush=True)
-    if batch_size % replicas:
-        raise UserError(f"batch size {batch_size} is not divisible by the {replicas} replicas of strategy "
-                        f"{strategy_name!r}")
-
-    import keras
-
-    from reszoo import data as pipelines
-    from reszoo.train.checkpoints import Checkpointer
     from reszoo.train.logs import RunLog, SilentLog
-    from reszoo.train.loop import check_finite_loss, evaluate, make_eval_step, make_train_step
-    from reszoo.train.optim import make_optimizer, resolve_hyperparameters
+    from reszoo.train.loop import run_epochs
 
-    keras.utils.set_random_seed(seed)
-    lr, weight_decay = resolve_hyperparameters(optimizer, lr, weight_decay)
-    plan = plan_model(model_or_name, image_size, model_kwargs)
-    input_size, channels = plan.kwargs["input_shape"][:2], plan.kwargs["input_shape"][2]
-    train, held_out = pipelines.load_split(data, input_size, channels)
-    source_name = data if isinstance(data, str) else data.source
-    num_classes = len(train.class_names) or int(train.y.max()) + 1
-    plan.kwargs.setdefault("num_classes", num_classes)
-    spec = pipelines.default_spec(source_name, input_size, channels)
-    augment = pipelines.resolve_augment(augment, source_name, input_size)
-    steps_per_epoch = int(steps_per_epoch or len(train.x) // batch_size)
-    if steps_per_epoch < 1:
-        raise UserError(f"batch size {batch_size} is larger than the {len(train.x)} training images")
-    total_steps = epochs * steps_per_epoch
-    policy = MIXED_PRECISION[mixed_precision]
-
-    with distribution.scope():
-        model = build_model(plan, policy)
-        opt = make_optimizer(optimizer, lr=lr, schedule=schedule, total_steps=total_steps,
-                             warmup_steps=round(warmup_epochs * steps_per_epoch), weight_decay=weight_decay,
-                             mixed_float16=policy == "mixed_float16")
-        opt.build(model.trainable_variables)
-
-    settings = run_settings(plan, data, train, epochs=epochs, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
-                            optimizer=optimizer, lr=lr, schedule=schedule, warmup_epochs=warmup_epochs,
-                            label_smoothing=label_smoothing, weight_decay=weight_decay, mixed_precision=policy,
-                            augment=augment, seed=seed, deterministic=bool(deterministic))
-    recipe = {"strategy": strategy_name, "replicas": replicas, **settings, "xla": bool(xla)}
-    if resume and not output_dir:
-        raise UserError("resume needs an output folder (--output) holding the run's checkpoints")
-    work_dir = output_dir if chief or not output_dir else os.path.join(output_dir, f".worker-{strategies.task()[1]}")
+    config = TrainConfig(**options)
+    distribution, strategy_name = start_strategy(config)  # first: multi-worker must exist before any TF op
+    run = prepare_run(model_or_name, data, config, distribution, strategy_name)
+    work_dir = worker_dir(config.output_dir, run.chief)
     checkpointer = None
     with removed_on_failure(work_dir, lambda: checkpointer is not None and checkpointer.saved_step >= 0):
-        if output_dir:
-            checkpointer = Checkpointer(os.path.join(work_dir, "checkpoints"), model, opt, keep_checkpoints,
-                                        read_from=os.path.join(output_dir, "checkpoints"),
-                                        warn=warn if chief else (lambda text: None))
-        start_step = checkpointer.restore(resume, settings, force_settings) if checkpointer else 0
-        recipe["overrides"] = checkpointer.overrides if checkpointer else []
-        history = load_history(output_dir, start_step // steps_per_epoch) if start_step else []
-        log = RunLog(work_dir if chief else None, verbose) if chief else SilentLog()
-        if start_step:
-            say(f"resuming at step {start_step} (epoch {start_step // steps_per_epoch + 1})", flush=True)
-
-        train_step = make_train_step(distribution, model, opt, num_classes=num_classes, global_batch=batch_size,
-                                     label_smoothing=label_smoothing, xla=xla)
-        eval_step = make_eval_step(model, num_classes)
-        eval_data = pipelines.eval_dataset(held_out, spec, batch_size=max(batch_size, 256))
-        metadata = base_metadata(plan, spec, train, held_out, source_name)
-        best_path = os.path.join(output_dir, "best.keras") if output_dir and chief else None
-        best_accuracy = max((h["val_accuracy"] for h in history), default=-1.0)
-
-        step = start_step
-        log.start(total_steps, start_step)
-        try:
-            for epoch in range(start_step // steps_per_epoch, epochs):
-                skip = step - epoch * steps_per_epoch
-
-                def dataset_fn(input_context, epoch=epoch, skip=skip):
-                    return pipelines.train_dataset(train, spec, global_batch=batch_size, epoch=epoch, seed=seed,
-                                                   augment=augment, steps=steps_per_epoch, skip_steps=skip,
-                                                   input_context=input_context, deterministic=deterministic)
-
-                batches = distribution.distribute_datasets_from_function(dataset_fn)
-                loss_sum = correct = 0.0
-                started = time.perf_counter()
-                for batch in batches:
-                    batch_loss, batch_correct = train_step(batch)
-                    loss_sum += check_finite_loss(batch_loss, step + 1, epoch + 1)
-                    correct += float(batch_correct)
-                    step += 1
-                    seen = (step - epoch * steps_per_epoch - skip) * batch_size
-                    log.step(step, loss=loss_sum / seen, accuracy=correct / seen,
-                             images_per_second=seen / (time.perf_counter() - started))
-                    if checkpointer and checkpoint_every and step % checkpoint_every == 0:
-                        checkpointer.save(step, settings)
-                seconds = time.perf_counter() - started
-                seen = max((step - epoch * steps_per_epoch - skip) * batch_size, 1)
-                val_loss, val_accuracy = evaluate(eval_step, eval_data)
-                record = {"epoch": epoch + 1, "step": step, "loss": loss_sum / seen, "accuracy": correct / seen,
-                          "val_loss": val_loss, "val_accuracy": val_accuracy, "images_per_second": seen / seconds,
-                          "lr": float(opt.learning_rate)}
-                history.append(record)
-                improved = val_accuracy > best_accuracy
-                best_accuracy = max(best_accuracy, val_accuracy)
-                if best_path and improved:
-                    save_with_metadata(model, plan, best_path, metadata, recipe, history, "best")
-                log.epoch(epoch + 1, record, history)  # history first: resume cuts it to the checkpointed epochs
-                if checkpointer:
-                    checkpointer.save(step, settings)
-        finally:
-            log.close()
-
-        final_path = None
-        if output_dir and chief:
-            final_path = os.path.join(output_dir, "final.keras")
-            save_with_metadata(model, plan, final_path, metadata, recipe, history, "final")
-    if output_dir and not chief:
+        checkpointer = make_checkpointer(run, work_dir)
+        start_step, history = resume_point(run, checkpointer)
+        best_path = os.path.join(config.output_dir, "best.keras") if config.output_dir and run.chief else None
+        log = RunLog(work_dir, config.verbose) if run.chief else SilentLog()
+        step = run_epochs(epoch_loop(run, log, checkpointer, best_path), config.epochs, start_step, history)
+        final_path = save_as(run, "final", history) if config.output_dir and run.chief else None
+    if config.output_dir and not run.chief:
         shutil.rmtree(work_dir, ignore_errors=True)
+    say_done(run, step, history, final_path)
+    return TrainResult(history, run.model, best_path if best_path and os.path.exists(best_path) else None, final_path,
+                       strategy_name, distribution.num_replicas_in_sync, step,
+                       {**run.metadata, "training": training_metadata(run.recipe, history)})
+
+
+def say(config, text):
+    """Print `text` (flushed) on the chief when `config.verbose`: say(config, "strategy: default (1 replica)")."""
+    if config.verbose and strategies.is_chief():
+        print(text, flush=True)
+
+
+def start_strategy(config):
+    """(tf.distribute strategy, resolved name) for `config.strategy`, announced; the batch must split over replicas."""
+    distribution, name = strategies.resolve_strategy(config.strategy)
+    replicas = distribution.num_replicas_in_sync
+    say(config, f"strategy: {name} ({replicas} replica{'s' * (replicas != 1)})")
+    if config.batch_size % replicas:
+        raise UserError(f"batch size {config.batch_size} is not divisible by the {replicas} replicas of strategy "
+                        f"{name!r}")
+    return distribution, name
+
+
+def prepare_run(model_or_name, data, config, distribution, strategy_name):
+    """Seed, hyperparameters, model plan, data, then model + optimizer in the strategy's scope: one `Run`."""
+    import keras
+
+    from reszoo.train.optim import resolve_hyperparameters
+
+    keras.utils.set_random_seed(config.seed)
+    lr, weight_decay = resolve_hyperparameters(config.optimizer, config.lr, config.weight_decay)
+    plan = plan_model(model_or_name, config.image_size, config.model_kwargs)
+    inputs = prepare_inputs(plan, data, config)
+    plan.kwargs.setdefault("num_classes", inputs.num_classes)
+    model, optimizer = build_in_scope(distribution, plan, inputs, config, lr, weight_decay)
+    settings = run_settings(plan, data, inputs.train, **recipe_settings(config, inputs, lr, weight_decay))
+    recipe = {"strategy": strategy_name, "replicas": distribution.num_replicas_in_sync, **settings,
+              "xla": bool(config.xla)}
+    metadata = base_metadata(plan, inputs.spec, inputs.train, inputs.held_out, inputs.source_name)
+    return Run(config, plan, inputs, distribution, model, optimizer, settings, recipe, metadata, strategies.is_chief())
+
+
+def prepare_inputs(plan, data, config):
+    """Load and split `data` at the planned input size; derive classes, spec, augmentation and steps per epoch.
+
+    The recorded source is the loaded one (`LabeledImages.source`: "digits", or an absolute path / glob), so
+    `reszoo export` finds it from any folder. Example: prepare_inputs(plan, "digits", config).num_classes -> 10.
+    """
+    from reszoo.train import data as pipelines
+
+    input_size, channels = plan.kwargs["input_shape"][:2], plan.kwargs["input_shape"][2]
+    train, held_out = pipelines.load_split(data, input_size, channels)
+    steps = int(config.steps_per_epoch or len(train.x) // config.batch_size)
+    if steps < 1:
+        raise UserError(f"batch size {config.batch_size} is larger than the {len(train.x)} training images")
+    return TrainInputs(train, held_out, train.source, len(train.class_names) or int(train.y.max()) + 1,
+                       pipelines.default_spec(train.source, input_size, channels),
+                       pipelines.resolve_augment(config.augment, train.source, input_size), steps)
+
+
+def build_in_scope(distribution, plan, inputs, config, lr, weight_decay):
+    """(model, built optimizer) created in the strategy's scope under the mixed-precision policy."""
+    from reszoo.train.optim import make_optimizer
+
+    with distribution.scope():
+        model = build_model(plan, config.policy)
+        optimizer = make_optimizer(config.optimizer, lr=lr, schedule=config.schedule,
+                                   total_steps=config.epochs * inputs.steps_per_epoch,
+                                   warmup_steps=round(config.warmup_epochs * inputs.steps_per_epoch),
+                                   weight_decay=weight_decay, mixed_float16=config.policy == "mixed_float16")
+        optimizer.build(model.trainable_variables)
+    return model, optimizer
+
+
+def recipe_settings(config, inputs, lr, weight_decay):
+    """The recipe part of `run_settings` (resolved values: lr, weight decay, policy, augmentation, steps)."""
+    return dict(epochs=config.epochs, batch_size=config.batch_size, steps_per_epoch=inputs.steps_per_epoch,
+                optimizer=config.optimizer, lr=lr, schedule=config.schedule, warmup_epochs=config.warmup_epochs,
+                label_smoothing=config.label_smoothing, weight_decay=weight_decay, mixed_precision=config.policy,
+                augment=inputs.augment, seed=config.seed, deterministic=bool(config.deterministic))
+
+
+def worker_dir(output_dir, chief):
+    """Where this worker writes: the run folder (chief), its own `.worker-N` inside it (others), None in memory."""
+    return output_dir if chief or not output_dir else os.path.join(output_dir, f".worker-{strategies.task()[1]}")
+
+
+def make_checkpointer(run, work_dir):
+    """A Checkpointer writing under `work_dir` and restoring from the chief's folder; None without an output dir."""
+    if not run.config.output_dir:
+        return None
+    from reszoo.train.checkpoints import Checkpointer
+
+    return Checkpointer(os.path.join(work_dir, "checkpoints"), run.model, run.optimizer, run.config.keep_checkpoints,
+                        read_from=os.path.join(run.config.output_dir, "checkpoints"),
+                        warn=warn if run.chief else (lambda text: None))
+
+
+def resume_point(run, checkpointer):
+    """(start step, history so far): restore a resumed run (settings checked, overrides recorded), else (0, [])."""
+    config = run.config
+    start_step = checkpointer.restore(config.resume, run.settings, config.force_settings) if checkpointer else 0
+    run.recipe["overrides"] = checkpointer.overrides if checkpointer else []
+    if not start_step:
+        return 0, []
+    epochs_done = start_step // run.inputs.steps_per_epoch
+    say(config, f"resuming at step {start_step} (epoch {epochs_done + 1})")
+    return start_step, load_history(config.output_dir, epochs_done)
+
+
+def epoch_loop(run, log, checkpointer, best_path):
+    """The `loop.EpochLoop` of `run`: train/eval steps, eval data, batches, checkpoints and best.keras saving."""
+    from reszoo.train import data as pipelines
+    from reszoo.train.loop import EpochLoop, make_eval_step, make_train_step
+
+    config, inputs = run.config, run.inputs
+    train_step = make_train_step(run.distribution, run.model, run.optimizer, num_classes=inputs.num_classes,
+                                 global_batch=config.batch_size, label_smoothing=config.label_smoothing, xla=config.xla)
+    return EpochLoop(
+        train_step, make_eval_step(run.model, inputs.num_classes),
+        pipelines.eval_dataset(inputs.held_out, inputs.spec, batch_size=max(config.batch_size, 256)),
+        epoch_batches(run), run.optimizer, log, inputs.steps_per_epoch, config.batch_size,
+        checkpoint=(lambda step: checkpointer.save(step, run.settings)) if checkpointer else None,
+        checkpoint_every=config.checkpoint_every,
+        on_best=(lambda history: save_as(run, "best", history)) if best_path else None)
+
+
+def epoch_batches(run):
+    """`batches(epoch, skip)`: the distributed training batches of `epoch` from step `skip` on (seeded, sharded)."""
+    from reszoo.train import data as pipelines
+
+    config, inputs = run.config, run.inputs
+
+    def batches(epoch, skip):
+        def dataset_fn(input_context):
+            return pipelines.train_dataset(inputs.train, inputs.spec, global_batch=config.batch_size, epoch=epoch,
+                                           seed=config.seed, augment=inputs.augment, steps=inputs.steps_per_epoch,
+                                           skip_steps=skip, input_context=input_context,
+                                           deterministic=config.deterministic)
+
+        return run.distribution.distribute_datasets_from_function(dataset_fn)
+
+    return batches
+
+
+def save_as(run, kind, history):
+    """Save the model as OUTPUT/<kind>.keras ("best" or "final") with metadata; returns the path."""
+    path = os.path.join(run.config.output_dir, f"{kind}.keras")
+    save_with_metadata(run.model, run.plan, path, run.metadata, run.recipe, history, kind)
+    return path
+
+
+def say_done(run, step, history, final_path):
+    """The closing line: steps, last and best val_accuracy, and the final model's path."""
     if history:
-        last = history[-1]
-        say(f"done: {step} steps, val_accuracy {last['val_accuracy']:.4f} (best {best_accuracy:.4f})"
-            + (f"; saved {final_path}" if final_path else ""), flush=True)
-    return TrainResult(history, model, best_path if best_path and os.path.exists(best_path) else None, final_path,
-                       strategy_name, replicas, step, {**metadata, "training": training_metadata(recipe, history)})
+        best = max(h["val_accuracy"] for h in history)
+        say(run.config, f"done: {step} steps, val_accuracy {history[-1]['val_accuracy']:.4f} (best {best:.4f})"
+            + (f"; saved {final_path}" if final_path else ""))
 
 
 def run_settings(plan, data, train, **recipe):
@@ -267,24 +346,12 @@ def removed_on_failure(folder, has_checkpoint):
         raise
 
 
-def check_arguments(epochs, batch_size, mixed_precision, label_smoothing, warmup_epochs, checkpoint_every):
-    """UserError for values no run can use."""
-    if int(epochs) < 1 or int(batch_size) < 1:
-        raise UserError(f"epochs and batch size must be >= 1; got epochs={epochs}, batch_size={batch_size}")
-    if mixed_precision not in MIXED_PRECISION:
-        raise UserError(f"unknown mixed precision {mixed_precision!r}; allowed: none, mixed_float16, mixed_bfloat16")
-    if not 0.0 <= label_smoothing < 1.0 or warmup_epochs < 0:
-        raise UserError(f"need 0 <= label smoothing < 1 and warmup >= 0; got {label_smoothing}, {warmup_epochs}")
-    if checkpoint_every is not None and int(checkpoint_every) < 1:
-        raise UserError(f"checkpoint interval must be >= 1 step; got {checkpoint_every}")
-
-
 def plan_model(model_or_name, image_size, model_kwargs):
     """A ModelPlan: builder kwargs with input_shape resolved (registry default, `image_size` or the model's)."""
     if isinstance(model_or_name, str):
-        from reszoo.models.registry import get_entry
+        from reszoo.models.resolve import resolve_model
 
-        entry = get_entry(model_or_name)
+        entry = resolve_model(model_or_name, allowed=("name",)).entry
         kwargs = dict(model_kwargs or {})
         height, width, channels = entry.default_input
         if image_size:

@@ -1,4 +1,5 @@
-"""The one training step every strategy runs: `strategy.run` of a replica step with a GradientTape.
+"""The one training step every strategy runs (`strategy.run` of a replica step with a GradientTape), and the
+epoch loop around it (`run_epochs`: train an epoch, evaluate, keep the best, checkpoint).
 
 Per replica: cross-entropy (with label smoothing) averaged over the GLOBAL batch (`tf.nn.compute_average_loss`)
 plus the model's regularization losses scaled by 1/replicas (`tf.nn.scale_regularization_loss`), so the
@@ -11,8 +12,11 @@ moving statistics are averaged over replicas after every step, so all replicas h
 Example:
     >>> step = make_train_step(strategy, model, optimizer, num_classes=10, global_batch=64)  # doctest: +SKIP
     >>> loss_sum, correct = step(next(iterator))  # doctest: +SKIP
+    >>> final_step = run_epochs(EpochLoop(step, ...), epochs=3, start_step=0, history=[])  # doctest: +SKIP
 """
+import dataclasses
 import math
+import time
 
 import keras
 import tensorflow as tf
@@ -119,3 +123,68 @@ def check_finite_loss(batch_loss, step, epoch):
         raise TrainingDiverged(f"training diverged: loss is {value} at step {step} (epoch {epoch}); no final.keras "
                                "saved (try a lower --lr; checkpoints of earlier steps are kept)")
     return value
+
+
+@dataclasses.dataclass
+class EpochLoop:
+    """What `run_epochs` drives. `batches(epoch, skip)`: the (distributed) batches of `epoch` after `skip` steps;
+    `checkpoint(step)` (or None): save a checkpoint; `on_best(history)` (or None): the newest epoch is the best."""
+
+    train_step: object
+    eval_step: object
+    eval_data: object
+    batches: object
+    optimizer: object
+    log: object
+    steps_per_epoch: int
+    batch_size: int
+    checkpoint: object = None
+    checkpoint_every: int | None = None
+    on_best: object = None
+
+
+def run_epoch(loop, epoch, step):
+    """Train `epoch` from global `step` (a resumed epoch skips its done steps), then evaluate: (step, record)."""
+    skip = step - epoch * loop.steps_per_epoch
+    loss_sum = correct = 0.0
+    started = time.perf_counter()
+    for batch in loop.batches(epoch, skip):
+        batch_loss, batch_correct = loop.train_step(batch)
+        loss_sum += check_finite_loss(batch_loss, step + 1, epoch + 1)
+        correct += float(batch_correct)
+        step += 1
+        seen = (step - epoch * loop.steps_per_epoch - skip) * loop.batch_size
+        loop.log.step(step, loss=loss_sum / seen, accuracy=correct / seen,
+                      images_per_second=seen / (time.perf_counter() - started))
+        if loop.checkpoint and loop.checkpoint_every and step % loop.checkpoint_every == 0:
+            loop.checkpoint(step)
+    seconds = time.perf_counter() - started
+    seen = max((step - epoch * loop.steps_per_epoch - skip) * loop.batch_size, 1)
+    val_loss, val_accuracy = evaluate(loop.eval_step, loop.eval_data)
+    return step, {"epoch": epoch + 1, "step": step, "loss": loss_sum / seen, "accuracy": correct / seen,
+                  "val_loss": val_loss, "val_accuracy": val_accuracy, "images_per_second": seen / seconds,
+                  "lr": float(loop.optimizer.learning_rate)}
+
+
+def run_epochs(loop, epochs, start_step, history):
+    """Train from `start_step` to the end of epoch `epochs`, appending one record per epoch to `history`.
+
+    After each epoch: `on_best` when val_accuracy beat every earlier epoch, the log (history.json), then a
+    checkpoint. Returns the last global step. Example: run_epochs(loop, 3, 0, history) -> 3 * steps_per_epoch.
+    """
+    step = start_step
+    best = max((h["val_accuracy"] for h in history), default=-1.0)
+    loop.log.start(epochs * loop.steps_per_epoch, start_step)
+    try:
+        for epoch in range(start_step // loop.steps_per_epoch, epochs):
+            step, record = run_epoch(loop, epoch, step)
+            history.append(record)
+            if record["val_accuracy"] > best and loop.on_best:
+                loop.on_best(history)
+            best = max(best, record["val_accuracy"])
+            loop.log.epoch(epoch + 1, record, history)  # history first: resume cuts it to the checkpointed epochs
+            if loop.checkpoint:
+                loop.checkpoint(step)
+    finally:
+        loop.log.close()
+    return step

@@ -69,6 +69,53 @@ def test_npz_source_and_its_errors(tmp_path):
         datasets.load("imagenet", (8, 8))
 
 
+def test_the_source_table_names_each_kind_first_match_wins(tmp_path):
+    (tmp_path / "cats").mkdir()
+    memory = datasets.LabeledImages(np.zeros((2, 4, 4, 3)), np.array([0, 1]), [], "memory")
+    kinds = {"digits": "digits", str(tmp_path / "cats"): "folder", str(tmp_path / "a.npz"): "npz",
+             str(tmp_path / "*.tfrecord"): "tfrecord", str(tmp_path / "b.TFREC"): "tfrecord"}
+    assert {source: datasets.source_kind(source) for source in kinds} == kinds
+    assert datasets.source_kind(memory) == "memory" and datasets.source_kind(tmp_path / "cats") == "folder"
+    assert list(datasets.SOURCES) == ["memory", "digits", "tfrecord", "npz", "folder"]
+
+
+@pytest.mark.parametrize("source, message", [
+    ("{root}/missing.npz", "data file '{root}/missing.npz' does not exist"),
+    ("{root}/empty", "data folder '{root}/empty' has no images"),
+    ("{root}/none-*.tfrecord", "no TFRecord files match '{root}/none-*.tfrecord'"),
+    ("{root}/photos", "data '{root}/photos' not found; allowed: 'digits', a folder of class sub-folders, an .npz "
+                      "file, or TFRecord files (*.tfrecord, *.tfrec, a path or glob)"),
+])
+def test_check_source_refuses_what_load_would_refuse(tmp_path, source, message):
+    (tmp_path / "empty").mkdir()
+    source, message = source.format(root=tmp_path), message.format(root=tmp_path)
+    for call in (datasets.check_source, lambda s: datasets.load(s, (8, 8))):
+        with pytest.raises(UserError) as raised:
+            call(source)
+        assert str(raised.value).startswith(message), str(raised.value)
+
+
+def test_check_source_is_cheap_and_loads_no_tensorflow(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "d.npz").write_bytes(b"not even an npz: check_source does not read it")
+    script = ("import sys; from export.data.sources import check_source; "
+              f"print(check_source('digits'), check_source({str(tmp_path / 'd.npz')!r}), "
+              "'tensorflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["digits", "npz", "False"], done.stderr[-2000:]
+
+
+def test_in_memory_images_are_a_source_validated_and_resized_like_the_others():
+    memory = datasets.LabeledImages(np.full((4, 8, 8, 1), 200.0), np.array([0.0, 1.0, 1.0, 0.0]), [], "memory")
+    data = datasets.load(memory, (4, 4))
+    assert data.x.shape == (4, 4, 4, 3) and data.y.dtype == np.int64 and data.class_names == ["0", "1"]
+    with pytest.raises(UserError, match="'memory': label 2 is out of range"):
+        datasets.load(datasets.LabeledImages(memory.x, np.array([0, 1, 2, 0]), [], "memory"), (4, 4),
+                      class_names=["a", "b"])
+
+
 def test_normalize_applies_scale_offset_mean_std():
     spec = preprocess.make_spec((2, 2), scale=1 / 255, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     x = np.full((1, 2, 2, 3), 255.0, np.float32)

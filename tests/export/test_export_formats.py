@@ -39,3 +39,45 @@ def test_all_is_every_offered_pair():
 def test_bad_choices_name_the_value_and_the_allowed_ones(formats, precisions, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(")):
         plan(formats, precisions)
+
+
+def test_the_table_has_one_row_per_format_and_precision():
+    from export.formats import VARIANTS, variant
+
+    assert [(v.format, v.precision) for v in VARIANTS] == pairs(all_formats=True)
+    assert variant("tflite", "int16x8").calibrated and variant("onnx", "int8").calibrated
+    assert not variant("onnx", "dynamic").calibrated and FORMATS["tflite"].calibrated == ("int8", "int16x8")
+    with pytest.raises(UserError, match="does not offer precision 'fp16'"):
+        variant("onnx", "fp16")
+
+
+def test_every_row_names_a_converter_with_the_one_contract():
+    import importlib
+    import inspect
+
+    from export.converters import tflite
+    from export.formats import VARIANTS
+
+    for row in VARIANTS:
+        write = importlib.import_module(row.converter).write
+        assert list(inspect.signature(write).parameters) == ["context", "precision", "path"], row
+    assert set(tflite.SETTINGS) == set(FORMATS["tflite"].precisions)  # how, for exactly what the table offers
+
+
+def test_gates_are_a_view_of_the_table():
+    from export.formats import VARIANTS
+    from export.verify import DEFAULT_GATES
+
+    for row in VARIANTS:
+        assert DEFAULT_GATES[row.precision] == row.gate, row  # one gate per precision, whatever the format
+    assert set(DEFAULT_GATES) == {"fp32", "fp16", "dynamic", "int8", "int16x8"}
+
+
+def test_calibrated_rows_refuse_to_convert_without_samples(tmp_path):
+    from export.converters import ConvertContext
+    from export.formats import convert, variant
+
+    for row in (variant("tflite", "int8"), variant("onnx", "int8")):
+        with pytest.raises(UserError, match=f"{row.format} int8 needs calibration data"):
+            convert(row, ConvertContext(str(tmp_path / "sm"), str(tmp_path)), str(tmp_path / "out"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

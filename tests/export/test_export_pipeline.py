@@ -99,3 +99,20 @@ def test_int8_io_scales_dequantize_to_the_reference(full_export, tiny_keras_path
     assert np.abs(outputs - reference).max() < 0.15
     assert np.mean(outputs.argmax(-1) == reference.argmax(-1)) >= 0.95
     np.testing.assert_allclose(outputs.sum(-1), 1.0, atol=0.05)  # dequantized softmax is a distribution
+
+
+def test_fp32_parity_is_on_logits_and_records_the_noise_rule(full_export):
+    """The tiny model ends in a softmax: fp32 errors are on log-probabilities and the tolerance used is recorded;
+    precisions gated on agreement alone compare the probabilities as they are (no error limit, no noise)."""
+    from export.verify import error_limit
+
+    noise = full_export.report["reference"]["noise"]
+    for entry in full_export.artifacts:
+        parity = entry["parity"]
+        if entry["precision"] == "fp32":
+            assert parity["compared"] == "logits" and parity["reference_noise"] == noise
+            assert parity["tolerance"] == error_limit(parity["gate"], parity["noise_rel_err"]) >= 1e-4
+            assert parity["max_rel_err"] <= parity["tolerance"]
+        else:
+            assert parity["compared"] == "outputs" and parity["reference_noise"] is None
+            assert parity["tolerance"] is None  # quantized gates count flips, they do not bound the error

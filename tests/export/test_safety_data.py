@@ -11,7 +11,8 @@ import pytest
 
 from export.data import sources as datasets
 from export.core.errors import UserError
-from reszoo import data as pipelines
+from export.data.tfrecord import write_tfrecord
+from reszoo.train import data as pipelines
 from tests.helpers import assert_one_line_user_error, partial_leftovers, tree_sha256
 
 DIGIT_NAMES = [str(i) for i in range(10)]
@@ -149,7 +150,7 @@ def test_training_needs_two_classes_from_every_source(tmp_path, source):
     one_class = datasets.LabeledImages(pixels(), np.zeros(40, "int64"), ["a"], "one-class")
     makers = {"folder": lambda: write_folder(tmp_path, ["a"]),
               "npz": lambda: write_npz(tmp_path / "d.npz", y=np.zeros(40, "int64")),
-              "tfrecord": lambda: pipelines.write_tfrecord(one_class, str(tmp_path / "d.tfrecord"))
+              "tfrecord": lambda: write_tfrecord(one_class, str(tmp_path / "d.tfrecord"))
               or str(tmp_path / "d.tfrecord"),
               "LabeledImages": lambda: one_class}
     with pytest.raises(UserError, match=r"1 class\(es\) \(.*\); allowed: at least 2 classes for training"):

@@ -4,6 +4,9 @@ import os
 
 import pytest
 
+from export.core.cpu import cpu_facts, describe_int8_flags
+from tests.helpers import assert_one_line_user_error
+
 BENCH_FILES = ("bench.json", "bench.md", "bench.png")
 
 
@@ -70,6 +73,7 @@ def test_bench_md_table_and_stdout_list_every_row(bench_run):
     table_rows = [line for line in markdown.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert len(table_rows) == len(report["rows"])
     assert "sgemm roofline" in markdown and report["machine"]["cpu_model"] in markdown
+    assert describe_int8_flags(report["machine"]["int8_flags"]) in markdown
     assert all(row["name"] in done.stdout for row in report["rows"])
 
 
@@ -95,3 +99,40 @@ def test_bench_on_a_missing_or_empty_dir_is_one_line_exit_2(run_cli, tmp_path, m
     assert done.stderr.strip().count("\n") == 0 and done.stderr.startswith("error: ")
     assert str(target) in done.stderr
     assert not (target / "bench.json").exists()
+
+
+def test_bench_json_and_the_export_report_record_the_cpu_facts_of_export_core_cpu(bench_run, tiny_export_dir):
+    _, output = bench_run
+    machine = json.loads((output / "bench.json").read_text())["machine"]
+    facts = cpu_facts()
+    assert (machine["cpu_model"], machine["architecture"], machine["int8_flags"]) == \
+        (facts["model"], facts["machine"], facts["int8_flags"])
+    assert json.loads((tiny_export_dir / "report.json").read_text())["machine"] == facts
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["resnet2O"], ["unknown model 'resnet2O'; did you mean", "resnet20"]),
+    (["saved_models/none.keras"], ["model file 'saved_models/none.keras' does not exist"]),
+    (["resnet20", "--model", "resnet20"], ["give either DIR_OR_MODEL or --model, not both"]),
+])
+def test_bench_model_argument_mistakes_are_one_line_exit_2(run_cli, args, fragments):
+    assert_one_line_user_error(run_cli("bench", *args), *fragments)
+
+
+def test_input_size_is_refused_for_an_export_dir_and_a_saved_model_dir_is_no_bench_target(run_cli, tmp_path,
+                                                                                           tiny_export_dir):
+    assert_one_line_user_error(run_cli("bench", tiny_export_dir, "--input-size", "64"),
+                               "--input-size applies to a model (--model NAME), not to an export dir")
+    (tmp_path / "sm").mkdir()
+    (tmp_path / "sm" / "saved_model.pb").write_bytes(b"")
+    assert_one_line_user_error(run_cli("bench", tmp_path / "sm"), f"'{tmp_path / 'sm'}' is a SavedModel dir",
+                               "allowed here: a registered model name", "an export dir")
+
+
+@pytest.mark.parametrize("old, new", [("reszoo.bench", "reszoo.analysis.bench"),
+                                      ("reszoo.diagnose", "reszoo.analysis.diagnose")])
+def test_the_old_module_names_say_where_they_moved(old, new):
+    import importlib
+
+    with pytest.raises(ModuleNotFoundError, match=f"^{old} moved to {new}$"):
+        importlib.import_module(old)

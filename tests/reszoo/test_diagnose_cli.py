@@ -38,3 +38,30 @@ def test_missing_data_folder_is_a_user_error(run_cli, tmp_path):
     result = run_cli("diagnose", "resnet20", "--data", tmp_path / "missing", "--output", tmp_path / "d")
     assert result.returncode == 2 and "error: data" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "d").exists()
+
+
+def test_output_that_is_a_file_is_refused_before_any_work(run_cli, tmp_path):
+    target = tmp_path / "taken"
+    target.write_text("keep me")
+    result = run_cli("diagnose", "resnet20", "--output", target)
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and str(target) in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert target.read_text() == "keep me"
+
+
+def test_report_with_non_finite_norms_is_written_as_strict_json_and_plotted(tmp_path):
+    """diagnose_report plots the raw numbers (NaN/inf skipped) and writes them as 'nan'/'inf' strings."""
+    from reszoo.analysis.diagnose_report import summary_lines, write_outputs
+
+    blocks = [{"name": f"conv2_block{i}", "grad_norm": norm, "gate_mean": 0.2} for i, norm in
+              enumerate([1.0, float("nan"), float("inf")], 1)]
+    snapshot = {"step": 0, "loss": 2.3, "blocks": blocks, "ratio_first_last": float("nan"), "flags": ["non_finite"]}
+    report = {"recipe": {"steps": 1}, "models": [{"name": "m", "highway": True,
+                                                  "snapshots": {"init": snapshot, "trained": snapshot}}]}
+    json_path, png_path = write_outputs(report, tmp_path / "out")
+    written = json.loads(open(json_path).read())
+    assert [b["grad_norm"] for b in written["models"][0]["snapshots"]["init"]["blocks"]] == [1.0, "nan", "inf"]
+    with Image.open(png_path) as image:
+        assert image.format == "PNG"
+    assert sorted(os.listdir(tmp_path / "out")) == ["diagnose.json", "diagnose.png"]
+    assert "non_finite" in next(summary_lines(report))

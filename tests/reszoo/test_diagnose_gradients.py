@@ -1,4 +1,4 @@
-"""reszoo.diagnose: per-block gradient norms against direct GradientTape computations, gates, flags, errors."""
+"""reszoo.analysis.diagnose: per-block gradient norms against direct GradientTape computations, gates, flags, errors."""
 import math
 
 import keras
@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import reszoo
 from export.core.errors import UserError
-from reszoo.diagnose import BlockProbe, block_weights, diagnose_model, find_blocks, gradient_flags
+from reszoo.analysis.diagnose import BlockProbe, block_weights, diagnose_model, find_blocks, gradient_flags
 from reszoo.models.blocks import HIGHWAY_GATE_BIAS
 
 SIZE = (16, 16, 3)

@@ -1,10 +1,11 @@
-"""tf.data pipelines: deterministic order/augmentation, resume position, per-pipeline sharding, TFRecord."""
+"""tf.data pipelines: deterministic order/augmentation, resume position, per-pipeline sharding, TFRecord input."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from export.data.sources import LabeledImages
-from reszoo import data as pipelines
+from export.data.tfrecord import write_tfrecord
+from reszoo.train import data as pipelines
 
 
 @pytest.fixture(scope="module")
@@ -72,14 +73,17 @@ def test_eval_preprocessing_is_the_recorded_spec(digits_split):
     np.testing.assert_allclose(x.numpy(), (held_out.x[:8] / 255.0 - 0.5) / 0.5, atol=1e-5)
 
 
-def test_tfrecord_round_trip(tmp_path):
-    rng = np.random.default_rng(0)
-    images = LabeledImages(rng.integers(0, 256, (6, 16, 16, 3)).astype("float32"), np.arange(6) % 3,
-                           ["0", "1", "2"], "synthetic")
-    path = str(tmp_path / "part-0.tfrecord")
-    pipelines.write_tfrecord(images, path)
+def test_training_loads_tfrecord_through_the_one_source_table(tmp_path):
+    images = LabeledImages(np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3)).astype("float32"),
+                           np.arange(6) % 3, ["0", "1", "2"], "synthetic")
+    write_tfrecord(images, tmp_path / "part-0.tfrecord")
     loaded = pipelines.load_data(str(tmp_path / "*.tfrecord"), (16, 16))
     np.testing.assert_array_equal(loaded.y, images.y)
-    np.testing.assert_allclose(loaded.x, images.x, atol=0.5)
+    assert loaded.class_names == ["0", "1", "2"] and loaded.source == str(tmp_path / "*.tfrecord")
     with pytest.raises(pipelines.UserError, match="no TFRecord files"):
         pipelines.load_data(str(tmp_path / "none*.tfrecord"), (16, 16))
+
+
+def test_the_old_module_name_says_where_the_pipeline_went():
+    with pytest.raises(ModuleNotFoundError, match=r"^reszoo.data moved to reszoo.train.data$"):
+        import reszoo.data  # noqa: F401

@@ -7,7 +7,7 @@ import pytest
 
 from export.core.metadata import load_model
 from export.data.preprocess import normalize
-from reszoo.data import load_split
+from reszoo.train.data import load_split
 from reszoo.train import fit
 
 

@@ -98,3 +98,23 @@ def test_twin_check_catches_a_wrong_custom_twin(monkeypatch):
     with pytest.raises(UserError, match="differs from the model"):
         to_tf_keras(model)
     np.testing.assert_allclose(to_tf_keras(model, check=False)(np.ones((1, 4), "float32")), 3.0)
+
+
+def test_users_custom_layer_with_its_declared_twin_round_trips_and_twins_exactly(monkeypatch, tmp_path):
+    """The custom-layer path stays open for users: registered for safe-mode loading + a declared tf_keras twin."""
+    import tf_keras
+
+    from export import twin_registry
+
+    class DoublerTwin(tf_keras.layers.Layer):
+        def call(self, x):
+            return 2 * x
+
+    monkeypatch.setitem(twin_registry._TWIN_FACTORIES, "twin_test>Doubler", lambda: DoublerTwin)
+    inputs = keras.Input((6, 6, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(Doubler(name="double")(inputs)))
+    path = tmp_path / "custom.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    twin = assert_exact_twin(loaded)
+    assert any(isinstance(layer, DoublerTwin) for layer in twin.layers)

@@ -14,11 +14,12 @@ training mode (batch statistics, as during a training step) and L = mean sparse 
 - ``gate_mean`` (highway models): mean of T over the batch, T = the ``{block}_gate`` layer output in (0, 1).
 
 Flags compare the first and last block (``ratio = grad_norm[first] / grad_norm[last]``) against
-GRADIENT_THRESHOLDS, and flag any non-finite norm.
+GRADIENT_THRESHOLDS, and flag any non-finite norm. Writing diagnose.json/.png and the summary lines:
+`reszoo.analysis.diagnose_report`.
 
 Example:
     >>> import reszoo
-    >>> from reszoo.diagnose import find_blocks
+    >>> from reszoo.analysis.diagnose import find_blocks
     >>> find_blocks(reszoo.create_model("resnet20", width=4))[:2]
     ['conv2_block1', 'conv2_block2']
 """
@@ -271,14 +272,6 @@ def load_training_data(source, image_size, channels=3):
     return preprocess.normalize(train.x, spec).astype("float32"), train.y, train.class_names
 
 
-def build_model(create_model, name, kwargs):
-    """create_model(name, **kwargs), turning an unsupported keyword (e.g. width) into a UserError."""
-    try:
-        return create_model(name, **kwargs)
-    except TypeError as error:
-        raise UserError(f"model {name!r} does not accept these options ({', '.join(kwargs)}): {error}") from None
-
-
 def diagnose(names, *, data="digits", steps=50, batch_size=64, learning_rate=0.05, seed=0, width=None,
              image_size=None):
     """Build each registered model, diagnose it at init and after `steps` steps; returns a JSON-ready report.
@@ -293,19 +286,19 @@ def diagnose(names, *, data="digits", steps=50, batch_size=64, learning_rate=0.0
     """
     import keras
 
-    from reszoo.models.registry import create_model, get_entry
+    from reszoo.models.resolve import resolve_model
 
-    entries = [get_entry(name) for name in names]  # unknown names fail before any work
+    resolved = [resolve_model(name, allowed=("name",)) for name in names]  # unknown names fail before any work
     reports = []
-    for entry in entries:
-        size = tuple(image_size or entry.default_input[:2])
-        channels = entry.default_input[2]
+    for target in resolved:
+        size = tuple(image_size or target.entry.default_input[:2])
+        channels = target.entry.default_input[2]
         x, y, class_names = load_training_data(data, size, channels)
         keras.utils.set_random_seed(seed)
         kwargs = {"input_shape": (*size, channels), "num_classes": len(class_names)}
         if width is not None:
             kwargs["width"] = width
-        model = build_model(create_model, entry.name, kwargs)
+        model = target.build(**kwargs)
         reports.append(diagnose_model(model, x, y, steps=steps, batch_size=batch_size,
                                       learning_rate=learning_rate, seed=seed))
     return {

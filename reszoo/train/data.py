@@ -1,9 +1,10 @@
-"""tf.data input pipelines for training: sources, the fixed split, augmentation, sharding, eval preprocessing.
+"""tf.data input pipelines for training: the fixed split, augmentation, sharding, eval preprocessing.
 
-Sources are those of `export.data.sources` ("digits", a folder of class sub-folders, an `.npz`) plus TFRecord files
-of (image, label) (`*.tfrecord`, `*.tfrec` or a glob of them). All are loaded as raw [0, 255] pixels at the
-model's input size and split with `export.data.sources.split` (stratified, seed 0, 20 % held out), so training,
-calibration and verification agree on which images are held out.
+Data comes from the one source table of `export.data.sources` ("digits", a folder of class sub-folders, an
+`.npz`, TFRecord files, in-memory LabeledImages) through its `load`, so every source a model is trained on is one
+`reszoo export` / verify / bench / diagnose accept. It is loaded as raw [0, 255] pixels at the model's input size
+and split with `export.data.sources.split` (stratified, seed 0, 20 % held out), so training, calibration and
+verification agree on which images are held out.
 
 The training pipeline is a pure function of (seed, epoch, step): the epoch's order is a seeded permutation
 and every image's augmentation uses a stateless seed derived from its position, so a resumed run sees exactly
@@ -22,16 +23,12 @@ Example:
     >>> [tuple(x.shape) for x, y in ds]
     [(64, 32, 32, 3), (64, 32, 32, 3)]
 """
-import glob
-import os
-
 import numpy as np
 
 from export.data import sources as datasets
 from export.core.errors import UserError
 from export.data.preprocess import make_spec, normalize
 
-TFRECORD_SUFFIXES = (".tfrecord", ".tfrec")
 PAD_CROP_PIXELS = 4
 RESIZED_CROP_SCALE = (0.08, 1.0)
 RESIZED_CROP_RATIO = (3 / 4, 4 / 3)
@@ -48,74 +45,19 @@ AUGMENTATIONS = {
 # Per-source normalization (mean/std after scaling to [0, 1]); anything else: ImageNet statistics.
 DIGITS_MEAN_STD = ((0.5,) * 3, (0.5,) * 3)
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-
-
-def is_tfrecord(source):
-    """True when `source` names TFRecord files (a path or glob ending in .tfrecord/.tfrec)."""
-    return isinstance(source, str) and source.lower().endswith(TFRECORD_SUFFIXES)
-
-
-def write_tfrecord(data, path):
-    """Write `LabeledImages` as a TFRecord of PNG-encoded `image` bytes and int64 `label` features.
-
-    Example:
-        >>> write_tfrecord(datasets.load("digits", (8, 8)), "/tmp/digits.tfrecord")  # doctest: +SKIP
-    """
-    import tensorflow as tf
-
-    with tf.io.TFRecordWriter(path) as writer:
-        for image, label in zip(data.x, data.y):
-            png = tf.io.encode_png(np.clip(np.rint(image), 0, 255).astype("uint8")).numpy()
-            features = {"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
-                        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)]))}
-            writer.write(tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString())
-
-
-def load_tfrecord(pattern, image_size, channels=3):
-    """Decode TFRecord files with features `image` (encoded PNG/JPEG bytes) and `label` (int64) into memory."""
-    import tensorflow as tf
-
-    files = sorted(glob.glob(pattern))
-    if not files:
-        raise UserError(f"no TFRecord files match {pattern!r}")
-    schema = {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)}
-
-    def decode(record):
-        example = tf.io.parse_single_example(record, schema)
-        image = tf.io.decode_image(example["image"], channels=channels, expand_animations=False)
-        image = tf.image.resize(tf.cast(image, tf.float32), image_size, antialias=True)
-        return image, example["label"]
-
-    try:
-        pairs = list(tf.data.TFRecordDataset(files).map(decode).batch(1024).as_numpy_iterator())
-    except tf.errors.OpError as error:
-        raise UserError(f"cannot read {pattern!r} as TFRecord of (image, label): {error.message.splitlines()[0]}") from None
-    if not pairs:
-        raise UserError(f"TFRecord files {pattern!r} hold no examples")
-    x = np.concatenate([p[0] for p in pairs]).astype("float32")
-    y = np.concatenate([p[1] for p in pairs]).astype("int64")
-    return datasets.LabeledImages(x, y, [], os.path.abspath(pattern))  # names 0..max(y) come from `validate`
-
-
 TRAIN_MIN_CLASSES = 2  # a 1-class head learns nothing
 
 
 def load_data(source, image_size, channels=3):
-    """Load any supported source (LabeledImages pass through) at `image_size`; UserError when unusable.
+    """Load any `export.data.sources` source (digits, folder, .npz, TFRecord, LabeledImages) at `image_size`.
 
     Every source goes through `export.data.sources.validate` with the training rules: finite pixels, integer
-    labels 0..K-1 (one per image) and at least 2 classes. Example: load_data("digits", (32, 32)).y[:3] -> [0 1 2].
+    labels 0..K-1 (one per image) and at least 2 classes; unlabeled data is a UserError.
+    Example: load_data("digits", (32, 32)).y[:3] -> [0 1 2].
     """
-    if is_tfrecord(source):
-        source = load_tfrecord(source, tuple(image_size), channels)
-    if isinstance(source, datasets.LabeledImages):
-        data = datasets.validate(source, min_classes=TRAIN_MIN_CLASSES)
-    else:
-        data = datasets.load(source, tuple(image_size), channels, min_classes=TRAIN_MIN_CLASSES)
+    data = datasets.load(source, tuple(image_size), channels, min_classes=TRAIN_MIN_CLASSES)
     if data.y is None:
         raise UserError(f"data {data.source!r} has no labels; training needs integer labels 'y'")
-    if tuple(data.x.shape[1:3]) != tuple(image_size):
-        data = datasets.LabeledImages(datasets.resize(data.x, image_size), data.y, data.class_names, data.source)
     return data
 
 

@@ -1,0 +1,104 @@
+"""`ExportRequest`: everything an export run is asked to do, planned and validated once, before any heavy work.
+
+`ExportRequest.build(**options)` takes the same keyword arguments as `export.export_model` (and the CLI's
+options); it plans the (format, precision) rows (`export.formats.plan_variants`), merges the gates, and
+refuses impossible combinations with a one-line `UserError`. Checks that need the loaded model (a SavedModel
+source cannot give a .keras artifact) are `check_source`.
+
+Example:
+    >>> request = ExportRequest.build(formats=["tflite"], precisions=["int8"], int8_io=True, data="digits")
+    >>> [(v.format, v.precision) for v in request.variants], request.gates["int8"]["min_agreement"]
+    ([('tflite', 'int8')], 0.98)
+"""
+import dataclasses
+import os
+
+from export.core.errors import UserError
+from export.formats import plan_variants
+
+TARGET_PRECISIONS = {"edgetpu": ("int8",)}  # integer-only accelerators: check only full-int8 artifacts
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportRequest:
+    """A validated export request (build it with `ExportRequest.build`)."""
+
+    variants: tuple  # export.formats.Variant rows to build, in table order
+    gates: dict  # {precision: gate}, DEFAULT_GATES with the overrides merged in
+    data: str | None = None  # "digits" | class-folder dir | .npz | None (the model's recorded source)
+    output_dir: str | None = None  # None: exports/<model name>
+    force: bool = False
+    optimizations: dict = dataclasses.field(default_factory=dict)  # prune, prune_structure, qat, cluster, ...
+    target: str | None = None  # TFLite edge check (generic when only max_size is given)
+    max_size: int | None = None  # bytes
+    int8_io: bool = False
+    dynamic_batch: bool = False
+    calibration_samples: int = 300
+    verify_samples: int | None = None  # cap on held-out samples; None: all
+    threads: int | None = None
+    latency_runs: int = 30
+    model_name: str | None = None
+
+    @classmethod
+    def build(cls, formats=None, precisions=None, all_formats=False, data=None, output_dir=None, force=False,
+              int8_io=False, dynamic_batch=False, calibration_samples=300, gates=None, target=None, max_size=None,
+              optimizations=None, threads=None, verify_samples=None, latency_runs=30, model_name=None):
+        """Plan, merge gates and validate; UserError (one line) for anything impossible."""
+        from export.verify import merge_gates
+
+        request = cls(tuple(plan_variants(formats, precisions, all_formats)), merge_gates(gates), data,
+                      None if output_dir is None else os.fspath(output_dir), force, dict(optimizations or {}),
+                      target or ("generic" if max_size else None), max_size, int8_io, dynamic_batch,
+                      calibration_samples, verify_samples, threads, latency_runs, model_name)
+        for check in CHECKS:
+            check(request)
+        return request
+
+    @property
+    def optimizing(self):
+        """True when a prune/cluster/QAT step runs before conversion (`export.optimize.requested`)."""
+        from export.optimize import requested
+
+        return requested(self.optimizations)
+
+    @property
+    def pairs(self):
+        """{(format, precision)} of the planned rows."""
+        return {(v.format, v.precision) for v in self.variants}
+
+    def check_source(self, has_keras_model):
+        """Refuse what the source cannot give: a .keras artifact or optimizations from a SavedModel dir."""
+        if has_keras_model:
+            return
+        if self.optimizing:
+            raise UserError("--prune/--qat/--cluster need a Keras model, not a SavedModel dir")
+        if ("keras", "fp32") in self.pairs:
+            raise UserError("--format keras needs a Keras model; the source is a SavedModel dir")
+
+
+def _check_optimizations(request):
+    if not request.optimizing:
+        return
+    if request.data is None:
+        raise UserError("--prune/--qat/--cluster need --data: they fine-tune on labeled images")
+    if ("keras", "fp32") in request.pairs:
+        raise UserError("--format keras cannot hold an optimized (tf_keras) model; use saved_model/tflite/onnx")
+    if request.optimizations.get("qat") and any(v.precision != "int8" for v in request.variants
+                                                if v.format in ("tflite", "onnx")):
+        raise UserError("--qat produces int8 artifacts; allowed precisions with --qat: int8")
+
+
+def _check_int8_io(request):
+    if request.int8_io and ("tflite", "int8") not in request.pairs:
+        raise UserError("--int8-io applies to TFLite int8; add --format tflite --precision int8")
+
+
+def _check_target(request):
+    wanted = TARGET_PRECISIONS.get(request.target)
+    if wanted and not any(v.format == "tflite" and v.precision in wanted for v in request.variants):
+        raise UserError(f"--target {request.target} checks TFLite {'/'.join(wanted)} artifacts; add --precision int8")
+    if request.target and not any(v.format == "tflite" for v in request.variants):
+        raise UserError(f"--target {request.target} checks TFLite files; add --format tflite")
+
+
+CHECKS = (_check_optimizations, _check_int8_io, _check_target)  # run in this order by ExportRequest.build

@@ -1,0 +1,108 @@
+"""What a benchmark reads from an export dir, which it does not trust: integrity (every sha256 as the manifest
+says), artifact paths confined to the dir, the hash-pinned Keras reference, and the held-out eval split.
+
+Example:
+    >>> manifest = export.manifest.read_manifest("exports/demo")  # doctest: +SKIP
+    >>> check_integrity("exports/demo", manifest)  # doctest: +SKIP
+    >>> reference_model_path("exports/demo", manifest)  # doctest: +SKIP
+    'exports/demo/resnet20_digits.keras'
+"""
+import os
+
+import numpy as np
+
+from export.core.errors import UserError
+from export.manifest import MANIFEST_FILE, integrity_problems, sha256_of
+from export.manifest import artifact_path as confined_path
+
+NATIVE_SIZES = {"digits": (8, 8)}  # load these small at their own size, resize only the images evaluated
+
+
+class IntegrityError(Exception):
+    """The export dir is not what its manifest says (`.problems`: one line each); the CLI exits 1."""
+
+    def __init__(self, export_dir, problems):
+        super().__init__(f"{export_dir}: {len(problems)} integrity problem(s)")
+        self.problems = problems
+
+
+def check_integrity(export_dir, manifest):
+    """Raise IntegrityError unless every listed artifact (and the reference) hashes as the manifest says.
+
+    Example:
+        >>> check_integrity("exports/demo", read_manifest("exports/demo"))  # doctest: +SKIP
+    """
+    problems = integrity_problems(export_dir, manifest)
+    if problems:
+        raise IntegrityError(export_dir, problems)
+
+
+def artifact_path(export_dir, artifact):
+    """Real path of a manifest artifact, confined to the dir (`export.manifest.artifact_path`); UserError when
+    its file is gone.
+
+    Example:
+        >>> artifact_path("exports/demo", {"file": "model_fp32.tflite"})  # doctest: +SKIP
+        '/abs/exports/demo/model_fp32.tflite'
+    """
+    path = confined_path(export_dir, artifact["file"])
+    if not os.path.exists(path):
+        raise UserError(f"artifact {artifact['file']!r} listed in {MANIFEST_FILE} is missing from {export_dir!r}")
+    return path
+
+
+def unchanged_source(source):
+    """The source model's path when it still hashes to the manifest's `source_model.sha256`, else None.
+
+    Example:
+        >>> unchanged_source({"path": "/no/such.keras", "sha256": "00"}) is None
+        True
+    """
+    path = source.get("path")
+    return path if path and os.path.isfile(path) and sha256_of(path) == source.get("sha256") else None
+
+
+def reference_model_path(export_dir, manifest):
+    """The Keras reference: the dir's `keras` artifact, else the manifest's reference or source `.keras` file.
+
+    Only hash-pinned files qualify: artifacts and `reference.file` are confined to the dir and checked by
+    `check_integrity`, `reference.path` too; the source model only while it matches `source_model.sha256`.
+
+    Example:
+        >>> reference_model_path("exports/demo", read_manifest("exports/demo"))  # doctest: +SKIP
+    """
+    for artifact in manifest["artifacts"]:
+        if artifact.get("format") == "keras":
+            return artifact_path(export_dir, artifact)
+    reference, source = manifest.get("reference") or {}, manifest.get("source_model") or {}
+    candidates = [confined_path(export_dir, reference["file"], "reference.file")] if reference.get("file") else []
+    candidates += [reference.get("path"), unchanged_source(source)]
+    for candidate in filter(None, candidates):
+        if str(candidate).endswith(".keras") and os.path.isfile(candidate):
+            return candidate
+    raise UserError(f"{export_dir!r} has no keras artifact and its source model is not reachable; "
+                    "export with `--format keras` to bench against the reference")
+
+
+def eval_split(manifest, data, samples):
+    """(x, y, description) of the held-out split, preprocessed as the manifest says; y None without labels.
+
+    Example:
+        >>> x, y, description = eval_split(read_manifest("exports/demo"), None, 40)  # doctest: +SKIP
+        >>> description  # doctest: +SKIP
+        'digits, held-out split (40 images, 32x32)'
+    """
+    from export.data.preprocess import check_spec, normalize
+    from export.data.sources import load, resize, split
+
+    try:
+        spec = check_spec(manifest.get("preprocessing") or {})
+    except ValueError as error:
+        raise UserError(f"{MANIFEST_FILE}: {error}") from None
+    source = data or (manifest.get("data") or {}).get("source") or "digits"
+    size = tuple(spec["input_size"])
+    _, held_out = split(load(source, NATIVE_SIZES.get(source, size), spec["channels"],
+                             class_names=manifest.get("labels")))
+    picked = held_out.take(np.arange(min(samples or len(held_out.x), len(held_out.x))))
+    description = f"{source}, held-out split ({len(picked.x)} images, {size[0]}x{size[1]})"
+    return normalize(resize(picked.x, size), spec).astype("float32"), picked.y, description
