@@ -115,14 +115,12 @@ def _spec_and_labels(source, notify):
 
 
 def _load_data(request, source, spec, notify):
-    from export.data import sources as datasets
-    from export.data.preprocess import normalize
+    from export.data.splits import first, prepare, split_for_spec
 
     chosen = request.data or (source.metadata.get("data") or {}).get("source") or "digits"
     if request.data is None:
         notify(f"note: no --data given; calibrating and verifying on {chosen!r}")
-    train, held_out = datasets.split(datasets.load(chosen, tuple(spec["input_size"]), spec["channels"],
-                                                   class_names=source.metadata.get("labels")))
+    train, held_out = split_for_spec(chosen, spec, class_names=source.metadata.get("labels"))
     if len(train.x) == 0 or len(held_out.x) == 0:
         raise UserError(f"data {chosen!r} is too small to split into calibration and verification parts")
     order = np.random.default_rng(0).permutation(len(train.x))
@@ -130,11 +128,9 @@ def _load_data(request, source, spec, notify):
     if len(calibration.x) < MIN_CALIBRATION_SAMPLES:
         notify(f"warning: only {len(calibration.x)} calibration samples (< {MIN_CALIBRATION_SAMPLES}); "
                "int8 ranges may be poor")
-    if request.verify_samples:
-        held_out = held_out.take(np.arange(min(request.verify_samples, len(held_out.x))))
+    held_out = first(held_out, request.verify_samples)
     return {"source": chosen, "train": train, "held_out": held_out, "spec": spec,
-            "x_calibration": normalize(calibration.x, spec).astype("float32"),
-            "x_verify": normalize(held_out.x, spec).astype("float32"), "y_verify": held_out.y}
+            "x_calibration": prepare(calibration, spec), "x_verify": prepare(held_out, spec), "y_verify": held_out.y}
 
 
 def _reference_runner(source, model):
@@ -345,13 +341,13 @@ def _reference_facts(runner, outputs, x, y, latency_runs, source, model):
 
 def _optimize(run):
     """(optimized model, report) of the prune/cluster/QAT steps, with held-out accuracy before and after."""
-    from export.data.preprocess import normalize
+    from export.data.splits import prepare
     from export.optimize import apply
     from export.runtimes import KerasRunner
     from export.verify import labels_usable
 
     model, data = run.source.model, run.data
-    x_train = normalize(data["train"].x, data["spec"]).astype("float32")  # only optimizations need it all
+    x_train = prepare(data["train"], data["spec"])  # only optimizations need all of it
     optimized, report = apply(model, run.request.optimizations, (x_train, data["train"].y), run.steps.progress)
     x, y = data["x_verify"], data["y_verify"]
     before = KerasRunner.from_model(model).predict(x)

@@ -261,18 +261,15 @@ def reference_runner(export_dir, manifest, threads=None, trust=False):
 
 def verification_split(manifest, data=None, samples=None):
     """(x preprocessed, y or None, source) of the held-out split the manifest's preprocessing expects."""
-    from export.data import sources as datasets
-    from export.data.preprocess import normalize
+    from export.data.splits import first, prepare, split_for_spec
 
     spec = manifest["preprocessing"]
     source = data or (manifest.get("data") or {}).get("source")
     if not source:
         raise UserError("no verification data: pass --data (digits, a class-folder dir, or an .npz)")
-    _, held_out = datasets.split(datasets.load(source, tuple(spec["input_size"]), spec["channels"],
-                                               class_names=manifest.get("labels")))
-    if samples:
-        held_out = held_out.take(np.arange(min(samples, len(held_out.x))))
-    return normalize(held_out.x, spec).astype("float32"), held_out.y, source
+    _, held_out = split_for_spec(source, spec, class_names=manifest.get("labels"))
+    held_out = first(held_out, samples)
+    return prepare(held_out, spec), held_out.y, source
 
 
 def not_run_reason(artifact, trust):

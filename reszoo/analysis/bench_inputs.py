@@ -9,7 +9,6 @@ Example:
 """
 import os
 
-import numpy as np
 
 from export.core.errors import UserError
 from export.manifest import MANIFEST_FILE, integrity_problems, sha256_of
@@ -92,8 +91,8 @@ def eval_split(manifest, data, samples):
         >>> description  # doctest: +SKIP
         'digits, held-out split (40 images, 32x32)'
     """
-    from export.data.preprocess import check_spec, normalize
-    from export.data.sources import load, resize, split
+    from export.data.preprocess import check_spec
+    from export.data.splits import first, prepare, split_for_spec
 
     try:
         spec = check_spec(manifest.get("preprocessing") or {})
@@ -101,8 +100,7 @@ def eval_split(manifest, data, samples):
         raise UserError(f"{MANIFEST_FILE}: {error}") from None
     source = data or (manifest.get("data") or {}).get("source") or "digits"
     size = tuple(spec["input_size"])
-    _, held_out = split(load(source, NATIVE_SIZES.get(source, size), spec["channels"],
-                             class_names=manifest.get("labels")))
-    picked = held_out.take(np.arange(min(samples or len(held_out.x), len(held_out.x))))
+    _, held_out = split_for_spec(source, spec, class_names=manifest.get("labels"), load_size=NATIVE_SIZES.get(source))
+    picked = first(held_out, samples)
     description = f"{source}, held-out split ({len(picked.x)} images, {size[0]}x{size[1]})"
-    return normalize(resize(picked.x, size), spec).astype("float32"), picked.y, description
+    return prepare(picked, spec), picked.y, description

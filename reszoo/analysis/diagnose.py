@@ -262,14 +262,14 @@ def diagnose_model(model, x, y, *, steps=50, batch_size=64, learning_rate=0.05, 
 @functools.lru_cache(maxsize=4)
 def load_training_data(source, image_size, channels=3):
     """Preprocessed train part of `source` (export.data.sources split) as (x, y, class_names)."""
-    from export.data import preprocess
-    from export.data import sources as datasets
+    from export.data.preprocess import default_spec_for_input
+    from export.data.splits import prepare, split_for_spec
 
-    train, _ = datasets.split(datasets.load(source, image_size, channels))
+    spec = default_spec_for_input((image_size[0], image_size[1], channels))
+    train, _ = split_for_spec(source, spec)
     if train.y is None:
         raise UserError(f"data {source!r} has no labels; diagnose needs labeled images")
-    spec = preprocess.default_spec_for_input((image_size[0], image_size[1], channels))
-    return preprocess.normalize(train.x, spec).astype("float32"), train.y, train.class_names
+    return prepare(train, spec), train.y, train.class_names
 
 
 def diagnose(names, *, data="digits", steps=50, batch_size=64, learning_rate=0.05, seed=0, width=None,

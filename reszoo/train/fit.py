@@ -411,7 +411,7 @@ def float32_copy(model, plan):
 
 
 def base_metadata(plan, spec, train, held_out, source_name):
-    """Model metadata `reszoo export` reads (schema of export.core.metadata)."""
+    """Model metadata `reszoo export` reads (schema: export.core.metadata.ModelMetadata; save_model validates)."""
     return {
         "model_name": plan.name,
         "builder": {"name": plan.builder, "kwargs": json.loads(json.dumps(plan.kwargs))} if plan.builder else None,

@@ -1,0 +1,33 @@
+"""The one place that turns a data source and a model's preprocessing spec into the fixed train / held-out
+split, ready to feed: export (calibration + verification), verify, bench and diagnose all call it.
+
+Example:
+    >>> from export.data.preprocess import make_spec
+    >>> spec = make_spec((32, 32))
+    >>> train, held_out = split_for_spec("digits", spec)
+    >>> prepare(first(held_out, 4), spec).shape
+    (4, 32, 32, 3)
+"""
+import numpy as np
+
+from export.data.preprocess import normalize
+from export.data.sources import load, resize, split
+
+
+def split_for_spec(source, spec, class_names=None, load_size=None):
+    """(train, held_out) of `source` at the spec's channels, loaded at `load_size` (default: the spec's size).
+
+    `class_names`: the model's labels, so class folders map to the model's indices (see `sources.load`).
+    """
+    size = tuple(load_size or spec["input_size"])
+    return split(load(source, size, spec["channels"], class_names=class_names))
+
+
+def first(images, samples=None):
+    """The first `samples` images (all when None): the held-out part is already in a fixed order."""
+    return images if not samples else images.take(np.arange(min(samples, len(images.x))))
+
+
+def prepare(images, spec):
+    """Model input for `images`: resized to the spec's size (no-op when already there), normalized, float32."""
+    return normalize(resize(images.x, tuple(spec["input_size"])), spec).astype("float32")
