@@ -235,6 +235,25 @@ UNTRUSTED_FORMATS = {"saved_model": "SavedModel graphs can run arbitrary TF ops;
 # libraries) and .keras (keras safe_mode=True: Lambda layers and pickled code are refused) are data, not code.
 
 
+def reference_location(export_dir, manifest):
+    """(path, format) of the manifest's parity reference: `reference.file` confined to the dir, else the
+    external `reference.path`; UserError when it is not there. The one place that finds the reference.
+
+    Example:
+        >>> reference_location("exports/demo", read_manifest("exports/demo"))  # doctest: +SKIP
+        ('/home/me/saved_models/resnet20_digits.keras', 'keras')
+    """
+    from export.manifest import artifact_path
+
+    reference = manifest.get("reference") or {}
+    file = reference.get("file")
+    path = artifact_path(export_dir, file, "reference.file") if file else reference.get("path")
+    if not path or not os.path.exists(path):
+        raise UserError(f"the parity reference of {os.fspath(export_dir)!r} ({path}) is not available; "
+                        "export with --format keras to keep it in the dir")
+    return path, reference.get("format", "keras")
+
+
 def reference_runner(export_dir, manifest, threads=None, trust=False):
     """Runner for the manifest's parity reference (a file in the dir, or the source model's path).
 
@@ -244,16 +263,9 @@ def reference_runner(export_dir, manifest, threads=None, trust=False):
     Example:
         >>> reference_runner("exports/resnet20_digits", manifest).predict(x)  # doctest: +SKIP
     """
-    from export.manifest import artifact_path
     from export.runtimes import load_runner
 
-    reference = manifest.get("reference") or {}
-    fmt = reference.get("format", "keras")
-    file = reference.get("file")
-    path = artifact_path(export_dir, file, "reference.file") if file else reference.get("path")
-    if not path or not os.path.exists(path):
-        raise UserError(f"the parity reference of {os.fspath(export_dir)!r} ({path}) is not available; "
-                        "export with --format keras to keep it in the dir")
+    path, fmt = reference_location(export_dir, manifest)
     if fmt in UNTRUSTED_FORMATS and not trust:
         raise UserError(f"the parity reference {path} is a {fmt}, not run: {UNTRUSTED_FORMATS[fmt]}")
     return load_runner(path, fmt, threads)

@@ -62,7 +62,8 @@ def unchanged_source(source):
 
 
 def reference_model_path(export_dir, manifest):
-    """The Keras reference: the dir's `keras` artifact, else the manifest's reference or source `.keras` file.
+    """The Keras model to time against: the parity reference when it is a `.keras` (found by
+    `export.verify.reference_location`, as verify finds it), else the dir's keras artifact or the source model.
 
     Only hash-pinned files qualify: artifacts and `reference.file` are confined to the dir and checked by
     `check_integrity`, `reference.path` too; the source model only while it matches `source_model.sha256`.
@@ -70,13 +71,16 @@ def reference_model_path(export_dir, manifest):
     Example:
         >>> reference_model_path("exports/demo", read_manifest("exports/demo"))  # doctest: +SKIP
     """
-    for artifact in manifest["artifacts"]:
-        if artifact.get("format") == "keras":
-            return artifact_path(export_dir, artifact)
-    reference, source = manifest.get("reference") or {}, manifest.get("source_model") or {}
-    candidates = [confined_path(export_dir, reference["file"], "reference.file")] if reference.get("file") else []
-    candidates += [reference.get("path"), unchanged_source(source)]
-    for candidate in filter(None, candidates):
+    from export.verify import reference_location
+
+    try:
+        path, fmt = reference_location(export_dir, manifest)  # the parity reference, when it is a .keras
+        if fmt == "keras":
+            return path
+    except UserError:
+        pass
+    keras_artifacts = [artifact_path(export_dir, a) for a in manifest["artifacts"] if a.get("format") == "keras"]
+    for candidate in filter(None, keras_artifacts + [unchanged_source(manifest.get("source_model") or {})]):
         if str(candidate).endswith(".keras") and os.path.isfile(candidate):
             return candidate
     raise UserError(f"{export_dir!r} has no keras artifact and its source model is not reachable; "
