@@ -17,14 +17,13 @@ Example:
 """
 import dataclasses
 import os
-import shutil
 import sys
 import time
 
 import numpy as np
 
 from export import formats as format_table
-from export.core.files import check_output_target, staged_dir
+from export.core.files import check_output_target, remove_created, staged_dir
 from export.core.errors import UserError
 from export.request import TARGET_PRECISIONS, ExportRequest
 
@@ -242,7 +241,7 @@ def _export_into(run):
     common = _common_facts(run)
     artifacts = [_convert_and_verify(run, row, context, reference, common) for row in run.variants]
     target_checks = _target_checks(run.root, artifacts, run.request.target, run.request.max_size)
-    shutil.rmtree(work)
+    remove_created(work)
     return _write_results(run, artifacts, target_checks, reference["facts"], optimization_report, common)
 
 

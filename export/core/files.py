@@ -240,12 +240,28 @@ def remove_stale_partials(target):
         path = os.path.join(parent, entry)
         if entry.startswith(prefix) and not os.path.islink(path) and os.path.isdir(path) \
                 and _provably_dead(path, name):
-            shutil.rmtree(path, ignore_errors=True)
+            remove_created(path)
             removed.append(path)
     return removed
 
 
-def _remove(path):
+def remove_created(path):
+    """Remove a file or folder a run created itself (a link is unlinked, never followed): the one delete.
+
+    Refuses (UserError, nothing removed) a path that is or contains the current directory, the home
+    directory or a filesystem root, so a wrong path computed by a caller can never take those with it.
+
+    Example:
+        >>> remove_created(os.path.expanduser("~"))
+        Traceback (most recent call last):
+        ...
+        export.core.errors.UserError: refusing to remove ... it is or contains the home directory
+    """
+    real = _real(path)
+    protected = [label for label, where in PLACES if _within(real, _real(where()))]
+    if protected or os.path.dirname(real) == real:
+        raise UserError(f"refusing to remove {os.fspath(path)!r}: it is or contains "
+                        f"{protected[0] if protected else 'a filesystem root'}")
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)
     elif os.path.lexists(path):
@@ -273,7 +289,7 @@ def replace_dir(new, target):
     except BaseException:
         os.rename(aside, target)
         raise
-    _remove(aside)
+    remove_created(aside)
 
 
 def _write_owner(partial, name):
@@ -307,4 +323,4 @@ def staged_dir(target, force=False, inputs=None):
         replace_dir(partial, target)
     finally:
         if os.path.lexists(partial):
-            shutil.rmtree(partial, ignore_errors=True)
+            remove_created(partial)

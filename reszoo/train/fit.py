@@ -18,11 +18,11 @@ import contextlib
 import dataclasses
 import json
 import os
-import shutil
 import sys
 
 from export.data import sources as export_datasets
 from export.core.errors import UserError
+from export.core.files import remove_created
 from reszoo.train import strategies
 from reszoo.train.config import TrainConfig
 
@@ -117,7 +117,7 @@ def fit(model_or_name, data, **options) -> TrainResult:
         step = run_epochs(epoch_loop(run, log, checkpointer, best_path), config.epochs, start_step, history)
         final_path = save_as(run, "final", history) if config.output_dir and run.chief else None
     if config.output_dir and not run.chief:
-        shutil.rmtree(work_dir, ignore_errors=True)
+        remove_created(work_dir)
     say_done(run, step, history, final_path)
     return TrainResult(history, run.model, best_path if best_path and os.path.exists(best_path) else None, final_path,
                        strategy_name, distribution.num_replicas_in_sync, step,
@@ -319,19 +319,15 @@ def existing_names(folder):
     return path, None
 
 
-def remove_created(folder, existed):
+def remove_run_leftovers(folder, existed):
     """Remove what a run added under `folder`: the top folder it created, else only names new since `existed`."""
     created_root, names = existed
     if created_root:
-        shutil.rmtree(created_root, ignore_errors=True)
+        remove_created(created_root)
         return
     for name in set(os.listdir(folder)) - names if names is not None and os.path.isdir(folder) else ():
-        path = os.path.join(folder, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                os.remove(path)
+        with contextlib.suppress(OSError):
+            remove_created(os.path.join(folder, name))
 
 
 @contextlib.contextmanager
@@ -342,7 +338,7 @@ def removed_on_failure(folder, has_checkpoint):
         yield
     except BaseException:
         if folder and not has_checkpoint():
-            remove_created(folder, existed)
+            remove_run_leftovers(folder, existed)
         raise
 
 

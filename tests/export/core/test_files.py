@@ -229,3 +229,21 @@ def test_a_killed_run_leaves_an_owned_partial_that_the_next_run_removes(tmp_path
     assert os.path.isfile(tmp_path / left / OWNER_FILE)
     assert remove_stale_partials(tmp_path / "out") == [str(tmp_path / left)]
     assert partial_leftovers(tmp_path) == []
+
+
+def test_remove_created_refuses_cwd_home_and_roots_and_removes_the_rest(tmp_path, monkeypatch):
+    from export.core.files import remove_created
+
+    home, work = tmp_path / "home", tmp_path / "home" / "project"
+    work.mkdir(parents=True)
+    (work / "keep.txt").write_text("user data")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    for protected in (work, home, tmp_path, "/"):
+        with pytest.raises(UserError, match="refusing to remove"):
+            remove_created(protected)
+    assert (work / "keep.txt").read_text() == "user data"
+    made = tmp_path / "made_by_a_run"
+    (made / "sub").mkdir(parents=True)
+    remove_created(made)
+    assert not made.exists()
