@@ -84,34 +84,40 @@ def write_bytes(path, data):
     atomic_write(path, write)
 
 
-def strict_json(value):
-    """`value` with non-finite floats (NaN, inf) as None and numpy values as plain Python: valid strict JSON.
+def _as_null(value):
+    return None
+
+
+def strict_json(value, non_finite=_as_null):
+    """`value` with non-finite floats (NaN, inf) replaced by `non_finite(x)` (default None): valid strict JSON.
 
     Example:
         >>> strict_json({"a": [1.0, float("nan"), float("-inf")]})
         {'a': [1.0, None, None]}
+        >>> strict_json([float("inf")], non_finite=str)
+        ['inf']
     """
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        return value if math.isfinite(value) else non_finite(value)
     if isinstance(value, dict):
-        return {key: strict_json(item) for key, item in value.items()}
+        return {key: strict_json(item, non_finite) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [strict_json(item) for item in value]
+        return [strict_json(item, non_finite) for item in value]
     return value
 
 
-def _plain(value):
-    """json `default`: numpy scalars/arrays via tolist(), anything else as str."""
-    return strict_json(value.tolist()) if hasattr(value, "tolist") else str(value)
+def write_json(path, document, non_finite=_as_null):
+    """Write `document` as indented strict JSON atomically, creating the folder if needed.
 
-
-def write_json(path, document):
-    """Write `document` as indented strict JSON (NaN/inf -> null) atomically, creating the folder if needed.
+    Non-finite floats become `non_finite(x)` (default null); numpy values become plain numbers and lists.
 
     Example:
         >>> write_json("out/report.json", {"loss": float("nan")})  # doctest: +SKIP  (writes {"loss": null})
     """
-    text = json.dumps(strict_json(document), indent=2, allow_nan=False, default=_plain) + "\n"
+    def plain(value):  # json `default`: numpy scalars/arrays via tolist(), anything else as str
+        return strict_json(value.tolist(), non_finite) if hasattr(value, "tolist") else str(value)
+
+    text = json.dumps(strict_json(document, non_finite), indent=2, allow_nan=False, default=plain) + "\n"
     write_bytes(path, text.encode())
 
 

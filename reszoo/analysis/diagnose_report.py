@@ -1,30 +1,19 @@
 """The diagnostics' outputs: diagnose.json (strict JSON), diagnose.png (gradient norm vs depth, highway gates)
 and one summary line per model and snapshot, written atomically into the output dir.
 
+Non-finite numbers are written as strings ('inf', 'nan'): a ratio of inf is a finding, not a missing value.
+
 Example:
-    >>> json_safe({"ratio": float("inf"), "norms": [1.0, float("nan")]})
-    {'ratio': 'inf', 'norms': [1.0, 'nan']}
+    >>> write_outputs(diagnose(["resnet20"], steps=1), "diag")  # doctest: +SKIP
+    ['diag/diagnose.json', 'diag/diagnose.png']
 """
-import json
-import math
 import os
 
-from export.core.files import atomic_write
+from export.core.files import atomic_write, write_json
 
 DIAGNOSE_FILES = ("diagnose.json", "diagnose.png")
 SNAPSHOT_TITLES = {"init": "at initialisation", "trained": "after {steps} SGD steps"}
 DEPTH_LABEL = "residual block (input → output)"
-
-
-def json_safe(value):
-    """Replace non-finite floats by strings ('inf', 'nan') so the JSON is strict."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def plot_report(report, path):
@@ -83,13 +72,6 @@ def summary_lines(report):
                    f"grad-norm first/last block {ratio} -> {flags}")
 
 
-def write_json(report, path):
-    """Write `report` as indented strict JSON (non-finite floats as strings, see `json_safe`)."""
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(json_safe(report), handle, indent=2, allow_nan=False)
-        handle.write("\n")
-
-
 def write_outputs(report, output):
     """Write diagnose.json and diagnose.png into `output` (created), each atomically; returns their paths.
 
@@ -97,8 +79,7 @@ def write_outputs(report, output):
         >>> write_outputs(diagnose(["resnet20"], steps=1), "diag")  # doctest: +SKIP
         ['diag/diagnose.json', 'diag/diagnose.png']
     """
-    os.makedirs(output, exist_ok=True)
-    paths = [os.path.join(output, name) for name in DIAGNOSE_FILES]
-    for path, write in zip(paths, (write_json, plot_report)):
-        atomic_write(path, lambda temp: write(report, temp))
+    json_path, png_path = paths = [os.path.join(output, name) for name in DIAGNOSE_FILES]
+    write_json(json_path, report, non_finite=str)
+    atomic_write(png_path, lambda temp: plot_report(report, temp))
     return paths
