@@ -19,7 +19,11 @@ def digits():
 
 @pytest.fixture(scope="session")
 def trained_resnet(digits):
-    """An 8-layer CIFAR ResNet (width 4, option-A shortcuts) trained 6 epochs on digits (Keras 3)."""
+    """An 8-layer CIFAR ResNet (width 4, option-A shortcuts) trained to convergence on digits (Keras 3).
+
+    15 epochs: ~93 % held-out accuracy and ~4 near-ties (top-2 within 0.1) after QAT, fewer than the 7 top-1 flips
+    the int8 gate allows; the 6 epochs used before left 20 near-ties, which int8 rounding flipped beyond the gate.
+    """
     import keras
 
     from reszoo.models.cifar import CifarResNet
@@ -28,7 +32,7 @@ def trained_resnet(digits):
     keras.utils.set_random_seed(0)
     model = CifarResNet(8, width=4, input_shape=(*IMAGE_SIZE, 3), num_classes=10)
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x, y, epochs=6, batch_size=32, verbose=0)
+    model.fit(x, y, epochs=15, batch_size=32, verbose=0)
     return model
 
 
