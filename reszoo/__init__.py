@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 ZOO_FUNCTIONS = ("create_model", "list_models", "model_info", "register_model")
 MOVED = {  # old module -> new place (the restructure); importing an old name says where it went
     "reszoo.registry": "reszoo.models.registry", "reszoo.layers": "reszoo.models.blocks",
-    "reszoo.weights": "reszoo.models.weights", "reszoo.flops": "reszoo.models.flops",
+    "reszoo.flops": "reszoo.models.flops",
     "reszoo.zoo_table": "reszoo.models.zoo_table",
     "reszoo.bench": "reszoo.analysis.bench", "reszoo.diagnose": "reszoo.analysis.diagnose",
     "reszoo.data": "reszoo.train.data",

@@ -121,10 +121,10 @@ def test_registry_imports_no_family():
     assert not _violations([REGISTRY], lambda target, _: any(_under(target, f) for f in FAMILY_MODULES))
 
 
-def test_registry_imports_only_errors_core_and_flops():
-    """(c) of reszoo and export the registry imports only reszoo.errors, export.core and the FLOP counter (a leaf
-    over keras layers, used by `model_info`), at any level."""
-    allowed = ("reszoo.errors", "export.core", "reszoo.models.flops")
+def test_registry_imports_only_errors_core_flops_and_presets():
+    """(c) of reszoo and export the registry imports only reszoo.errors, export.core, the FLOP counter (a leaf
+    over keras layers, used by `model_info`) and the pretrained presets (for `weights=TAG`), at any level."""
+    allowed = ("reszoo.errors", "export.core", "reszoo.models.flops", "reszoo.weights.presets")
 
     def forbidden(target, _):
         ours = _under(target, "reszoo") or _under(target, "export")

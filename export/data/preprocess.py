@@ -1,7 +1,8 @@
 """The preprocessing spec stored with every model, and the one function that applies it.
 
 A spec turns raw images (float32 pixels in [0, 255], NHWC, already at `input_size`) into model inputs:
-``x * scale + offset``, then ``(x - mean) / std`` per channel. Training, calibration, verification and the
+``x * scale + offset``, then ``(x - mean) / std`` per channel. Optional `crop_pct` (timm's convention): images
+are first resized to `scale_size` = input_size / crop_pct with `interpolation`, then center-cropped. Training, calibration, verification and the
 manifest all read the same dict, so nobody re-implements preprocessing by hand.
 
 Example:
@@ -15,15 +16,22 @@ import numpy as np
 SPEC_KEYS = ("input_size", "channels", "interpolation", "scale", "offset", "mean", "std")
 
 
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")  # tf.image.resize methods a spec may name
+
+
 def make_spec(input_size, channels=3, scale=1 / 255, offset=0.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
-              interpolation="bilinear"):
-    """Build a preprocessing spec dict (JSON-serializable).
+              interpolation="bilinear", crop_pct=None):
+    """Build a preprocessing spec dict (JSON-serializable); `crop_pct` only appears when given.
 
     Example:
         >>> make_spec((224, 224), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))["input_size"]
         [224, 224]
     """
-    return {
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation={interpolation!r}; allowed: {', '.join(INTERPOLATIONS)}")
+    if crop_pct is not None and not 0 < crop_pct <= 1:
+        raise ValueError(f"crop_pct={crop_pct!r} must be in (0, 1]")
+    spec = {
         "input_size": [int(input_size[0]), int(input_size[1])],
         "channels": int(channels),
         "interpolation": interpolation,
@@ -32,6 +40,26 @@ def make_spec(input_size, channels=3, scale=1 / 255, offset=0.0, mean=(0.0, 0.0,
         "mean": [float(m) for m in mean],
         "std": [float(s) for s in std],
     }
+    return spec if crop_pct is None else {**spec, "crop_pct": float(crop_pct)}
+
+
+def scale_size(spec):
+    """The size images are resized to before the center crop: input_size / crop_pct (floor, as timm), or
+    input_size when the spec has no crop.
+
+    Example:
+        >>> scale_size(make_spec((224, 224), crop_pct=0.875))
+        (256, 256)
+    """
+    crop_pct = spec.get("crop_pct") or 1.0
+    return tuple(int(side / crop_pct + 1e-6) for side in spec["input_size"])
+
+
+def center_crop(images, size):
+    """The central `size` (height, width) window of NHWC `images` (no-op at that size)."""
+    top = (images.shape[1] - size[0]) // 2
+    left = (images.shape[2] - size[1]) // 2
+    return images[:, top:top + size[0], left:left + size[1]]
 
 
 def check_spec(spec):

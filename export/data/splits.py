@@ -10,16 +10,22 @@ Example:
 """
 import numpy as np
 
-from export.data.preprocess import normalize
-from export.data.sources import load, resize, split
+from export.data.preprocess import center_crop, normalize, scale_size
+from export.data.sources import LabeledImages, load, resize, split
 
 
 def split_for_spec(source, spec, class_names=None, load_size=None):
     """(train, held_out) of `source` at the spec's channels, loaded at `load_size` (default: the spec's size).
 
+    A spec with `crop_pct` loads at its scale size and center-crops (timm's evaluation transform; the loaders
+    resize bilinearly with antialiasing, whatever `interpolation` the spec records for deployment).
     `class_names`: the model's labels, so class folders map to the model's indices (see `sources.load`).
     """
     size = tuple(load_size or spec["input_size"])
+    if spec.get("crop_pct"):
+        data = load(source, scale_size({**spec, "input_size": size}), spec["channels"], class_names=class_names)
+        x = np.ascontiguousarray(center_crop(data.x, size))
+        return split(LabeledImages(x, data.y, data.class_names, data.source))
     return split(load(source, size, spec["channels"], class_names=class_names))
 
 

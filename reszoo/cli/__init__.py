@@ -24,6 +24,7 @@ COMMANDS = {
     "bench": "reszoo.cli.bench_cmd:bench_command",
     "diagnose": "reszoo.cli.diagnose_cmd:diagnose_command",
     "export": "reszoo.cli.export_cmd:export_command",
+    "import": "reszoo.cli.import_cmd:import_command",
     "verify": "reszoo.cli.verify_cmd:verify_command",
 }
 

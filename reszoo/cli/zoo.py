@@ -35,27 +35,67 @@ LIST_COLUMNS = {
 }
 
 
-@click.command("list")
-@click.argument("pattern", required=False)
-def list_command(pattern):
-    """List registered models (optionally matching a glob PATTERN such as 'resnet5*') with params and FLOPs."""
+def _percent(value):
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _crop(preset):
+    return "-" if preset.crop_pct is None else f"{preset.crop_pct:.3f}"
+
+
+# column title -> (justification, preset formatter), for `reszoo list --pretrained`
+PRESET_COLUMNS = {
+    "Model": ("left", lambda p: p.model),
+    "Weights": ("left", lambda p: p.tag),
+    "Top-1": ("right", lambda p: _percent(p.top1)),
+    "Input": ("right", lambda p: _input(p.input_size)),
+    "Crop": ("right", _crop),
+    "Interp.": ("left", lambda p: p.interpolation or "-"),
+    "License": ("left", lambda p: p.license or "see source"),
+    "sha256": ("left", lambda p: (p.sha256 or p.sha256_prefix or "-")[:12]),
+}
+PRESET_NOTE = ("Top-1: published accuracy (ImageNet-1k val; CIFAR-10 test for cifar:). "
+               "create_model(MODEL, weights=WEIGHTS) downloads once (hash checked); offline: reszoo import FILE.")
+
+
+def _print_table(title, caption, columns, rows):
     from rich.console import Console
     from rich.table import Table
 
+    table = Table(title=title, caption=caption, caption_justify="left")
+    for column, (justify, _) in columns.items():
+        table.add_column(column, justify=justify)
+    for row in rows:
+        table.add_row(*(format_value(row) for _, format_value in columns.values()))
+    Console(width=max(130, Console().width)).print(table)
+
+
+def _list_presets(pattern):
+    import fnmatch
+
+    from reszoo.weights.presets import list_presets
+
+    rows = [p for p in list_presets() if pattern is None or fnmatch.fnmatch(p.model, pattern)]
+    if not rows:
+        raise UserError(f"no pretrained weights for models matching {pattern!r}; run `reszoo list --pretrained`")
+    _print_table(f"reszoo pretrained weights ({len(rows)})", PRESET_NOTE, PRESET_COLUMNS, rows)
+
+
+@click.command("list")
+@click.argument("pattern", required=False)
+@click.option("--pretrained", is_flag=True, help="List the known pretrained checkpoints instead.")
+def list_command(pattern, pretrained):
+    """List registered models (optionally matching a glob PATTERN such as 'resnet5*') with params and FLOPs."""
+    if pretrained:
+        return _list_presets(pattern)
     from reszoo.models.registry import list_models
     from reszoo.models.zoo_table import facts
 
     names = list_models(pattern)
     if not names:
         raise UserError(f"no model matches {pattern!r}; run `reszoo list` to see all names")
-    table = Table(title=f"reszoo models ({len(names)})", caption=f"{PARAMS_NOTE}\n{FLOPS_NOTE}",
-                  caption_justify="left")
-    for title, (justify, _) in LIST_COLUMNS.items():
-        table.add_column(title, justify=justify)
-    for name in names:
-        row = facts(name)
-        table.add_row(*(format_fact(row) for _, format_fact in LIST_COLUMNS.values()))
-    Console(width=max(100, Console().width)).print(table)
+    _print_table(f"reszoo models ({len(names)})", f"{PARAMS_NOTE}\n{FLOPS_NOTE}", LIST_COLUMNS,
+                 [facts(name) for name in names])
 
 
 # label -> fact formatter, for `reszoo info`

@@ -220,6 +220,26 @@ def classifier_head(x, include_top, pooling, num_classes, classifier_activation,
     return x
 
 
+def with_bn_epsilon(model, epsilon):
+    """Set every BatchNormalization's epsilon to `epsilon` (the builders' `bn_epsilon=`); returns `model`.
+
+    The epsilon is only read when a layer runs and is saved in its config, so one pass after the graph is
+    built covers every family (and the tf_keras twin, which is rebuilt from that config).
+
+    Example:
+        >>> import keras
+        >>> m = keras.Sequential([keras.Input((2,)), keras.layers.BatchNormalization()])
+        >>> with_bn_epsilon(m, 1e-5).layers[0].epsilon
+        1e-05
+    """
+    if not isinstance(epsilon, (int, float)) or isinstance(epsilon, bool) or not epsilon > 0:
+        raise ValueError(f"bn_epsilon={epsilon!r} must be a positive number (1e-5 for PyTorch weights)")
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.epsilon = float(epsilon)
+    return model
+
+
 def check_common_args(input_shape, include_top, num_classes, weights, dropout_rate):
     """Validate the keras.applications-style arguments every builder takes."""
     if input_shape is not None and len(input_shape) != 3:

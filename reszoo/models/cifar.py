@@ -9,8 +9,8 @@ Example:
 import keras
 from keras import layers
 
-from reszoo.models.blocks import (check_choice, check_common_args, classifier_head, connection_mode,
-                           conv_bn, merge, zero_pad_shortcut)
+from reszoo.models.blocks import (BN_EPSILON, check_choice, check_common_args, classifier_head, connection_mode,
+                                  conv_bn, merge, with_bn_epsilon, zero_pad_shortcut)
 from reszoo.models.registry import register_model
 from reszoo.models.weights import load_weights
 
@@ -40,7 +40,7 @@ def cifar_block(x, filters, strides, name, mode, shortcut="A", zero_init_residua
 
 def CifarResNet(depth=20, *, width=16, shortcut="A", skip=True, highway=False, input_shape=None, num_classes=10,
                 include_top=True, pooling=None, classifier_activation="softmax", weights=None, dropout_rate=0.0,
-                zero_init_residual=False, weight_decay=0.0, name=None):
+                zero_init_residual=False, weight_decay=0.0, bn_epsilon=BN_EPSILON, name=None):
     """Build a 6n+2-layer CIFAR ResNet (or its plain/highway twin) as a Keras functional model.
 
     Args:
@@ -49,6 +49,7 @@ def CifarResNet(depth=20, *, width=16, shortcut="A", skip=True, highway=False, i
         shortcut: "A" zero-padded identity (paper default, no parameters) or "B" projection.
         skip: False gives the plain net (same layers, no shortcut).
         highway: True gates the skip: y = T(x)*F(x) + (1-T(x))*x.
+        bn_epsilon: BatchNormalization epsilon (keras.applications' 1.001e-5; 1e-5 for PyTorch weights).
 
     Example:
         >>> CifarResNet(56, width=4, skip=False).name
@@ -70,7 +71,7 @@ def CifarResNet(depth=20, *, width=16, shortcut="A", skip=True, highway=False, i
                             zero_init_residual, weight_decay)
     x = classifier_head(x, include_top, pooling, num_classes, classifier_activation, dropout_rate, weight_decay)
     model = keras.Model(inputs, x, name=name)
-    return load_weights(model, weights)
+    return load_weights(with_bn_epsilon(model, bn_epsilon), weights)
 
 
 def _register(depth, skip=True, highway=False):

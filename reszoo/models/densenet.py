@@ -12,7 +12,8 @@ Example:
 import keras
 from keras import layers
 
-from reszoo.models.blocks import batch_norm, check_common_args, classifier_head, conv
+from reszoo.models.blocks import (BN_EPSILON, batch_norm, check_common_args, classifier_head, conv,
+                                  with_bn_epsilon)
 from reszoo.models.registry import register_rows
 from reszoo.models.weights import load_weights
 
@@ -47,7 +48,7 @@ def transition(x, name, weight_decay):
 
 def DenseNet(block_layers, *, growth_rate=32, width=64, skip=True, highway=False, input_shape=None,
              num_classes=1000, include_top=True, pooling=None, classifier_activation="softmax", weights=None,
-             dropout_rate=0.0, zero_init_residual=False, weight_decay=0.0, name=None):
+             dropout_rate=0.0, zero_init_residual=False, weight_decay=0.0, bn_epsilon=BN_EPSILON, name=None):
     """Build a DenseNet-BC as a Keras functional model.
 
     Args:
@@ -56,6 +57,7 @@ def DenseNet(block_layers, *, growth_rate=32, width=64, skip=True, highway=False
         width: stem channels (64 in the paper).
         skip: False removes the dense concatenations (plain twin). highway is not defined for dense
             connections and raises ValueError; zero_init_residual has no residual to zero and is ignored.
+        bn_epsilon: BatchNormalization epsilon (keras.applications' 1.001e-5; 1e-5 for PyTorch weights).
 
     Example:
         >>> DenseNet((6, 12, 24, 16)).count_params()
@@ -81,7 +83,7 @@ def DenseNet(block_layers, *, growth_rate=32, width=64, skip=True, highway=False
     x = layers.Activation("relu", name="relu")(batch_norm(x, "bn"))
     x = classifier_head(x, include_top, pooling, num_classes, classifier_activation, dropout_rate, weight_decay)
     model = keras.Model(inputs, x, name=name or "densenet")
-    return load_weights(model, weights)
+    return load_weights(with_bn_epsilon(model, bn_epsilon), weights)
 
 
 register_rows(DENSENET_DEPTHS, DenseNet, family="densenet", paper=PAPER_DENSENET,

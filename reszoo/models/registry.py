@@ -89,8 +89,11 @@ def list_models(pattern=None):
     return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
 
 
-def create_model(name, **kwargs):
+def create_model(name, /, **kwargs):
     """Build the registered model `name`; keyword arguments go to its builder.
+
+    `weights` is None, a .keras / .weights.h5 file, or a pretrained tag: "imagenet" (keras.applications) or
+    one of `reszoo list --pretrained` such as "torchvision:IMAGENET1K_V2" (see `reszoo.weights.presets`).
 
     Example:
         >>> m = create_model("resnet20", input_shape=(32, 32, 3), num_classes=10)
@@ -99,6 +102,11 @@ def create_model(name, **kwargs):
     """
     entry = get_entry(name)
     kwargs.setdefault("name", name)
+    if isinstance(kwargs.get("weights"), str):
+        from reszoo.weights.presets import create_pretrained, is_pretrained_tag
+
+        if is_pretrained_tag(kwargs["weights"]):  # "imagenet" or SOURCE:NAME: download, then port or import
+            return create_pretrained(name, **kwargs)
     return entry.builder(**kwargs)
 
 

@@ -13,8 +13,8 @@ Example:
 import keras
 from keras import layers
 
-from reszoo.models.blocks import (check_choice, check_common_args, classifier_head, connection_mode, conv_bn, merge,
-                           squeeze_excite)
+from reszoo.models.blocks import (BN_EPSILON, check_choice, check_common_args, classifier_head, connection_mode,
+                                  conv_bn, merge, squeeze_excite, with_bn_epsilon)
 from reszoo.models.registry import register_model
 from reszoo.models.weights import load_weights
 
@@ -107,7 +107,7 @@ def check_stage_blocks(stage_blocks):
 def ResNet(stage_blocks, block="bottleneck", *, stride_in_1x1=False, stem="default", downsample="conv",
            groups=1, base_width=64, width=64, se=False, skip=True, highway=False, input_shape=None, num_classes=1000,
            include_top=True, pooling=None, classifier_activation="softmax", weights=None, dropout_rate=0.0,
-           zero_init_residual=False, weight_decay=0.0, name=None):
+           zero_init_residual=False, weight_decay=0.0, bn_epsilon=BN_EPSILON, name=None):
     """Build an ImageNet-layout ResNet (or its plain / highway twin) as a Keras functional model.
 
     Args:
@@ -121,6 +121,7 @@ def ResNet(stage_blocks, block="bottleneck", *, stride_in_1x1=False, stem="defau
         width: planes of the first stage and stem width (64 in the paper; smaller for tiny test models).
         se: add squeeze-and-excitation (r = 16) to every block's residual branch.
         skip: False gives the plain net (same layers, no shortcut); highway: gated skip T*F(x) + (1-T)*x.
+        bn_epsilon: BatchNormalization epsilon (keras.applications' 1.001e-5; 1e-5 for PyTorch weights).
 
     Example:
         >>> ResNet((2, 2, 2, 2), "basic").count_params()  # ResNet-18; 11,689,512 trainable
@@ -146,7 +147,7 @@ def ResNet(stage_blocks, block="bottleneck", *, stride_in_1x1=False, stem="defau
             x = residual_block(x, width * 2**stage, strides, f"conv{stage + 2}_block{index + 1}", options)
     x = classifier_head(x, include_top, pooling, num_classes, classifier_activation, dropout_rate, weight_decay)
     model = keras.Model(inputs, x, name=name or "resnet")
-    return load_weights(model, weights)
+    return load_weights(with_bn_epsilon(model, bn_epsilon), weights)
 
 
 def resnet_by_depth(depth, **kwargs):

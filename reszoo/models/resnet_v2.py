@@ -14,7 +14,8 @@ Example:
 import keras
 from keras import layers
 
-from reszoo.models.blocks import batch_norm, check_common_args, classifier_head, connection_mode, conv, merge
+from reszoo.models.blocks import (BN_EPSILON, batch_norm, check_common_args, classifier_head, connection_mode, conv,
+                                  merge, with_bn_epsilon)
 from reszoo.models.resnet import check_stage_blocks
 from reszoo.models.registry import register_rows
 from reszoo.models.weights import load_weights
@@ -65,13 +66,14 @@ def preact_bottleneck(x, planes, strides, name, mode, zero_init_residual=False, 
 
 def ResNetV2(stage_blocks, *, width=64, skip=True, highway=False, input_shape=None, num_classes=1000,
              include_top=True, pooling=None, classifier_activation="softmax", weights=None, dropout_rate=0.0,
-             zero_init_residual=False, weight_decay=0.0, name=None):
+             zero_init_residual=False, weight_decay=0.0, bn_epsilon=BN_EPSILON, name=None):
     """Build a pre-activation bottleneck ResNet v2 (or its plain / highway twin), keras.applications layout.
 
     Args:
         stage_blocks: blocks per stage, e.g. (3, 4, 6, 3); stage i has width * 2**i planes.
         width: planes of the first stage and stem width (64 in the paper).
         skip: False gives the plain pre-activation net; highway: gated skip T*F(x) + (1-T)*x.
+        bn_epsilon: BatchNormalization epsilon (keras.applications' 1.001e-5; 1e-5 for PyTorch weights).
 
     Example:
         >>> ResNetV2((3, 4, 6, 3)).count_params()
@@ -96,7 +98,7 @@ def ResNetV2(stage_blocks, *, width=64, skip=True, highway=False, input_shape=No
     x = bn_relu(x, "post")
     x = classifier_head(x, include_top, pooling, num_classes, classifier_activation, dropout_rate, weight_decay)
     model = keras.Model(inputs, x, name=name or "resnetv2")
-    return load_weights(model, weights)
+    return load_weights(with_bn_epsilon(model, bn_epsilon), weights)
 
 
 register_rows(RESNET_V2_DEPTHS, ResNetV2, family="resnet_v2", paper=PAPER_V2,
