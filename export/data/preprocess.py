@@ -2,7 +2,8 @@
 
 A spec turns raw images (float32 pixels in [0, 255], NHWC, already at `input_size`) into model inputs:
 ``x * scale + offset``, then ``(x - mean) / std`` per channel. Optional `crop_pct` (timm's convention): images
-are first resized to `scale_size` = input_size / crop_pct with `interpolation`, then center-cropped. Training, calibration, verification and the
+are first resized to `scale_size` = input_size / crop_pct, then center-cropped (`interpolation` is recorded
+for deployment; reszoo's loaders resize bilinearly with antialiasing). Training, calibration, verification and the
 manifest all read the same dict, so nobody re-implements preprocessing by hand.
 
 Example:

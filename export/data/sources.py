@@ -60,8 +60,8 @@ class LabeledImages:
 RESIZE_CHUNK = 128  # images per tf.image.resize call: bounds TF's float intermediates for large sizes
 
 
-def resize(images, image_size, antialias=True, method="bilinear"):
-    """Resize NHWC float images to `image_size` with `method` (no-op when already that size), in chunks."""
+def resize(images, image_size, antialias=True):
+    """Bilinear resize of NHWC float images to `image_size` (no-op when already that size), in chunks."""
     if tuple(images.shape[1:3]) == tuple(image_size):
         return images.astype("float32")
     import tensorflow as tf
@@ -69,7 +69,7 @@ def resize(images, image_size, antialias=True, method="bilinear"):
     out = np.empty((len(images), *image_size, images.shape[-1]), dtype="float32")
     for start in range(0, len(images), RESIZE_CHUNK):
         chunk = images[start:start + RESIZE_CHUNK]
-        out[start:start + len(chunk)] = tf.image.resize(chunk, image_size, method=method, antialias=antialias)
+        out[start:start + len(chunk)] = tf.image.resize(chunk, image_size, method="bilinear", antialias=antialias)
     return out
 
 

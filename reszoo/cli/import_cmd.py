@@ -50,17 +50,16 @@ def _preset_for(source, model):
 
 
 def _spec(preset, layout, input_size, mean, std, crop_pct):
+    """The preprocessing spec: the options given, else the preset's, else the layout's defaults."""
     from export.data.preprocess import make_spec
 
     base = LAYOUT_PREPROCESSING[layout]
     if preset is not None:
-        base = {"input_size": preset.input_size, "crop_pct": preset.crop_pct,
+        base = {"input_size": preset.input_size, "crop_pct": preset.crop_pct, "mean": preset.mean, "std": preset.std,
                 "interpolation": preset.interpolation or "bilinear"}
-        mean, std = mean or preset.mean, std or preset.std
-    size = _numbers(input_size, 2, "--input-size", int) if input_size else tuple(base["input_size"])
-    return make_spec(size, mean=_numbers(mean, 3, "--mean") if isinstance(mean, str) else (mean or IMAGENET_MEAN),
-                     std=_numbers(std, 3, "--std") if isinstance(std, str) else (std or IMAGENET_STD),
-                     interpolation=base["interpolation"], crop_pct=crop_pct if crop_pct is not None else base["crop_pct"])
+    return make_spec(input_size or base["input_size"], mean=mean or base.get("mean", IMAGENET_MEAN),
+                     std=std or base.get("std", IMAGENET_STD), interpolation=base["interpolation"],
+                     crop_pct=base["crop_pct"] if crop_pct is None else crop_pct)
 
 
 @click.command("import")
@@ -81,18 +80,21 @@ def import_command(source, model_name, layout, num_classes, input_size, mean, st
                    output, force):
     """Import PyTorch weights SOURCE (.pth/.pt/.th/.tar, .safetensors, .npz) into reszoo model --model."""
     from reszoo.models.registry import get_entry
+    from reszoo.weights.state_dict import check_weights_file
 
     entry = get_entry(model_name)
     if not output.endswith(".keras"):
         raise UserError(f"--output {output!r} must end in .keras")
     if os.path.exists(output) and not force:
         raise UserError(f"--output {output!r} exists; pass --force to replace it")
-    if not os.path.isfile(source):
-        raise UserError(f"SOURCE {source!r} does not exist")
-    _run(source, entry, layout, num_classes, input_size, mean, std, crop_pct, labels_path, ema, output)
+    check_weights_file(source)
+    numbers = {"input_size": _numbers(input_size, 2, "--input-size", int) if input_size else None,
+               "mean": _numbers(mean, 3, "--mean") if mean else None,
+               "std": _numbers(std, 3, "--std") if std else None}
+    _run(source, entry, layout, num_classes, crop_pct, labels_path, ema, output, **numbers)
 
 
-def _run(source, entry, layout, num_classes, input_size, mean, std, crop_pct, labels_path, ema, output):
+def _run(source, entry, layout, num_classes, crop_pct, labels_path, ema, output, input_size, mean, std):
     from export.core.metadata import save_model
     from export.core.quiet import native_noise_filtered
     from reszoo.weights import import_torch
@@ -108,12 +110,10 @@ def _run(source, entry, layout, num_classes, input_size, mean, std, crop_pct, la
     with native_noise_filtered():
         model, report = import_torch(state, entry.name, chosen.name, **kwargs)
     labels = _labels(labels_path, model.output_shape[-1])
-    builder_kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in report.builder_kwargs.items()}
-    metadata = {"model_name": entry.name, "builder": {"name": entry.name, "kwargs": builder_kwargs},
+    metadata = {"model_name": entry.name, "builder": {"name": entry.name, "kwargs": report.builder_kwargs},
                 "preprocessing": spec, "labels": labels,
                 "imported_from": {"file": os.path.basename(source), "layout": report.layout, "ema": ema}}
     save_model(model, output, metadata)
     click.echo(f"layout: {report.layout}\ntensors mapped: {report.tensors} ({report.parameters:,} numbers)"
                + (f"\ndropped: {', '.join(report.dropped)}" if report.dropped else ""))
     click.echo(f"wrote {output}")
-

@@ -31,7 +31,7 @@ KERAS_APPLICATIONS = {
 }
 
 
-def _names(names):
+def name_list(names):
     """'a, b, c (+N more)' for an error message."""
     names = sorted(names)
     shown = ", ".join(names[:SHOWN_NAMES])
@@ -43,7 +43,7 @@ def _summarize_load_error(error):
     text = str(error)
     names = re.findall(r"name=([\w.]+)", text.split("List of objects", 1)[-1])
     if names:
-        return f"{len(set(names))} layer(s) do not fit: {_names(set(names))}"
+        return f"{len(set(names))} layer(s) do not fit: {name_list(set(names))}"
     return " ".join(text.split())[:300]
 
 
@@ -108,8 +108,8 @@ def _check_legacy_names(h5_path, keras_model, constructor):
     missing, unexpected = expected - stored, stored - expected
     if missing or unexpected:
         raise UserError(f"weights file {h5_path!r} does not match keras.applications.{constructor}: "
-                        f"missing layers: {_names(missing) or 'none'}; "
-                        f"unexpected layers: {_names(unexpected) or 'none'}")
+                        f"missing layers: {name_list(missing) or 'none'}; "
+                        f"unexpected layers: {name_list(unexpected) or 'none'}")
 
 
 def load_keras_applications(path, name, input_shape=None):
@@ -187,11 +187,11 @@ def transfer_weights(keras_model, model):
     missing, unexpected = set(target) - set(source), set(source) - set(target)
     if missing or unexpected:
         raise UserError(f"{keras_model.name!r} does not match {model.name!r}: missing layers: "
-                        f"{_names(missing) or 'none'}; unexpected layers: {_names(unexpected) or 'none'}")
+                        f"{name_list(missing) or 'none'}; unexpected layers: {name_list(unexpected) or 'none'}")
     biases = _folded_biases(source, target)
     orphans = set(biases) - set(target)
     if orphans:
-        raise UserError(f"cannot fold conv biases: no BatchNormalization named {_names(orphans)}")
+        raise UserError(f"cannot fold conv biases: no BatchNormalization named {name_list(orphans)}")
     assignments = {name: _ported_values(name, source[name], biases) for name in target}
     mismatched = [f"{name} (expected {_shapes(layer.weights)}, got {_shapes(assignments[name])})"
                   for name, layer in target.items() if _shapes(layer.weights) != _shapes(assignments[name])]

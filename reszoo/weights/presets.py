@@ -13,7 +13,6 @@ Example:
     >>> model = reszoo.create_model("resnet50", weights="torchvision:IMAGENET1K_V2")  # doctest: +SKIP
 """
 import dataclasses
-import hashlib
 import os
 import re
 
@@ -115,20 +114,14 @@ def find_preset(model, tag):
     raise UserError(f"no pretrained weights {tag!r} for {model!r}; allowed: {allowed}")
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def check_hash(path, preset):
     """UserError (and the file removed) when `path` does not have the preset's published sha256 (or prefix)."""
+    from export.manifest import sha256_of
+
     published = preset.sha256 or preset.sha256_prefix
     if not published:
         return
-    actual = _sha256(path)
+    actual = sha256_of(path)
     if not actual.startswith(published):
         os.remove(path)
         raise UserError(f"{preset.file_name}: sha256 {actual[:16]}... does not match the published {published} "

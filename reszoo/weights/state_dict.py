@@ -129,17 +129,28 @@ def strip_prefixes(state):
         state = {key[len(prefix):]: value for key, value in state.items()}
 
 
-def read_source(source):
-    """The raw object of SOURCE: a mapping as given, or what the suffix's reader makes of the file."""
-    if isinstance(source, Mapping):
-        return dict(source)
-    path = os.fspath(source)
+def check_weights_file(path):
+    """The reader suffix of weights file `path`; UserError for an unknown suffix or a missing file.
+
+    Example:
+        >>> check_weights_file("weights.h6")  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        export.core.errors.UserError: weights file 'weights.h6': unknown suffix; allowed: .safetensors, ...
+    """
+    path = os.fspath(path)
     suffix = next((s for s in READERS if path.lower().endswith(s)), None)
     if suffix is None:
         raise UserError(f"weights file {path!r}: unknown suffix; allowed: {', '.join(READERS)}")
     if not os.path.isfile(path):
         raise UserError(f"weights file {path!r} does not exist")
-    return READERS[suffix](path)
+    return suffix
+
+
+def read_source(source):
+    """The raw object of SOURCE: a mapping as given, or what the suffix's reader makes of the file."""
+    if isinstance(source, Mapping):
+        return dict(source)
+    return READERS[check_weights_file(source)](os.fspath(source))
 
 
 def load_state_dict(source, prefer_ema=False):

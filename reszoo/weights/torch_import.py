@@ -16,11 +16,11 @@ import dataclasses
 import numpy as np
 
 from reszoo.errors import UserError
+from reszoo.models.weights import SHOWN_NAMES, name_list
 from reszoo.weights.layouts import choose_layout
 from reszoo.weights.state_dict import load_state_dict
 
 BOOKKEEPING = ("num_batches_tracked",)
-SHOWN = 6  # names listed in one error message
 
 
 def conv_kernel(weight):
@@ -54,11 +54,6 @@ class ImportReport:
     parameters: int
     dropped: list
     builder_kwargs: dict
-
-
-def _listed(names):
-    names = sorted(names)
-    return ", ".join(names[:SHOWN]) + (f" (+{len(names) - SHOWN} more)" if len(names) > SHOWN else "")
 
 
 def _shape(array):
@@ -106,10 +101,10 @@ def assign_state_dict(model, state, layout, drop=()):
     unused = set(state) - used - set(dropped) - {k for k in state if k.rsplit(".", 1)[-1] in BOOKKEEPING}
     if unused or missing:
         raise UserError(f"the {layout.name} weights do not fit {model.name!r}: unused tensors: "
-                        f"{_listed(unused) or 'none'}; missing: {_listed(missing) or 'none'}")
+                        f"{name_list(unused) or 'none'}; missing: {name_list(missing) or 'none'}")
     if mismatched:
         raise UserError(f"{len(mismatched)} shape mismatch(es) importing into {model.name!r}: "
-                        f"{'; '.join(mismatched[:SHOWN])}")
+                        f"{'; '.join(mismatched[:SHOWN_NAMES])}")
     layers = {layer.name: layer for layer in model.layers}
     for name, values in assignments.items():
         layers[name].set_weights(values)

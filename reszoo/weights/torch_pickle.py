@@ -152,8 +152,7 @@ def _resolve(obj, storages):
     if isinstance(obj, TensorRef):
         return obj.array(storages)
     if isinstance(obj, dict):
-        resolved = type(obj)((key, _resolve(value, storages)) for key, value in obj.items())
-        return resolved
+        return type(obj)((key, _resolve(value, storages)) for key, value in obj.items())
     if isinstance(obj, (list, tuple)):
         return type(obj)(_resolve(value, storages) for value in obj)
     return obj
