@@ -84,6 +84,8 @@ FORMATS = {
             ("module." + k, v) for k, v in s.items())}, p, share_storage=True, transpose_views=True), ".pth.tar"),
     "legacy": (lambda s, p: save_torch_legacy({"best_prec1": 91.7, "state_dict": collections.OrderedDict(
         ("module." + k, v) for k, v in s.items())}, p), ".th"),
+    "legacy-torch03": (lambda s, p: save_torch_legacy({"best_prec1": 91.78, "state_dict": collections.OrderedDict(
+        ("module." + k, v) for k, v in s.items())}, p, torch03=True), ".th"),
     "legacy-shared-views": (lambda s, p: save_torch_legacy(collections.OrderedDict(s), p, share_storage=True,
                                                            transpose_views=True), ".pt"),
     "safetensors": (_write_safetensors, ".safetensors"),

@@ -97,6 +97,7 @@ def _global(module, name):
 
 
 REBUILD_TENSOR_V2 = ("torch._utils", "_rebuild_tensor_v2")
+REBUILD_TENSOR_V1 = ("torch._utils", "_rebuild_tensor")  # torch 0.3: (storage, offset, size, stride)
 
 
 class _Reduce:
@@ -130,13 +131,16 @@ class _Storage:
 class _Tensor:
     """A CPU tensor: `Tensor._reduce_ex_internal` returns `(_rebuild_tensor_v2, args)` for it."""
 
-    def __init__(self, storage, offset, size, stride):
+    def __init__(self, storage, offset, size, stride, torch03=False):
         self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
+        self.torch03 = torch03
 
     def __reduce_ex__(self, protocol):
         # fresh size/stride tuples and backward_hooks per call, as torch builds them
-        args = (self.storage, self.offset, tuple(self.size), tuple(self.stride), False, collections.OrderedDict())
-        return _global(*REBUILD_TENSOR_V2), args
+        args = (self.storage, self.offset, tuple(self.size), tuple(self.stride))
+        if self.torch03:
+            return _global(*REBUILD_TENSOR_V1), args
+        return _global(*REBUILD_TENSOR_V2), (*args, False, collections.OrderedDict())
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -160,8 +164,8 @@ def _little_endian(array):
 class _TensorTable:
     """Makes one tensor per numpy array (by identity, like torch's memo), placing its data in storages."""
 
-    def __init__(self, share_storage, transpose_views):
-        self.share_storage, self.transpose_views = share_storage, transpose_views
+    def __init__(self, share_storage, transpose_views, torch03=False):
+        self.share_storage, self.transpose_views, self.torch03 = share_storage, transpose_views, torch03
         self._tensors = {}  # id(array) -> (array, _Tensor); the array is kept so its id stays unique
         self._shared = None
 
@@ -174,7 +178,7 @@ class _TensorTable:
             raise TypeError(f"no torch storage for numpy dtype {array.dtype} (known: {sorted(STORAGE_TYPES)})")
         data, stride = self._layout(_little_endian(array))
         storage = self._storage_for(type_name)
-        tensor = _Tensor(storage, storage.append(data, array.size), tuple(array.shape), stride)
+        tensor = _Tensor(storage, storage.append(data, array.size), tuple(array.shape), stride, self.torch03)
         self._tensors[id(array)] = (array, tensor)
         return tensor
 
@@ -213,7 +217,7 @@ def _convert_dict(obj, table):
     """A state dict (all values arrays) -> OrderedDict with `_metadata`; else dict / OrderedDict as given."""
     items = [(key, _convert(value, table)) for key, value in obj.items()]
     metadata = getattr(obj, "_metadata", None)
-    if _is_state_dict(obj):
+    if _is_state_dict(obj) and not table.torch03:  # torch 0.3 state dicts had no _metadata
         metadata = metadata if metadata is not None else _module_metadata(obj)
     if metadata is None and not isinstance(obj, collections.OrderedDict):
         return dict(items)
@@ -269,8 +273,8 @@ def _pickle(obj, persistent_id=lambda obj: None):
     return buffer.getvalue()
 
 
-def _prepare(obj, share_storage, transpose_views):
-    return _convert(obj, _TensorTable(share_storage, transpose_views))
+def _prepare(obj, share_storage, transpose_views, torch03=False):
+    return _convert(obj, _TensorTable(share_storage, transpose_views, torch03))
 
 
 def _write(target, data):
@@ -420,14 +424,17 @@ def _legacy_keys(seed=0x7041):
             yield address
 
 
-def save_torch_legacy(obj, path, *, share_storage=False, transpose_views=False):
+def save_torch_legacy(obj, path, *, share_storage=False, transpose_views=False, torch03=False):
     """Write `obj` as `torch.save(obj, path, _use_new_zipfile_serialization=False)` does (pre-1.6 format).
 
     Pickles of MAGIC_NUMBER, PROTOCOL_VERSION and sys_info, the object pickle (persistent ids
     `('storage', torch.<Type>Storage, key, 'cpu', numel, None)`), the sorted key list, then per key the
-    int64 little-endian element count and the raw bytes. Options as for `save_torch_zip`.
+    int64 little-endian element count and the raw bytes. Options as for `save_torch_zip`; `torch03=True` writes
+    what torch 0.3 wrote on a GPU (the classic CIFAR checkpoints): tensors rebuilt by `_rebuild_tensor(storage,
+    offset, size, stride)`, storages located on 'cuda:0', state dicts without `_metadata`.
     """
-    converted = _prepare(obj, share_storage, transpose_views)
+    converted = _prepare(obj, share_storage, transpose_views, torch03)
+    location = "cuda:0" if torch03 else LOCATION
     addresses, new_address = {}, _legacy_keys()
 
     def persistent_id(candidate):
@@ -435,7 +442,7 @@ def save_torch_legacy(obj, path, *, share_storage=False, transpose_views=False):
             return None
         address = addresses.setdefault(candidate, next(new_address))
         # torch builds the key string anew for every tensor, so it is never memoized
-        return "storage", _global("torch", candidate.type_name), str(address), LOCATION, candidate.numel, None
+        return "storage", _global("torch", candidate.type_name), str(address), location, candidate.numel, None
 
     out = io.BytesIO()
     for header in (MAGIC_NUMBER, PROTOCOL_VERSION, LEGACY_SYS_INFO):
