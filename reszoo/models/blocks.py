@@ -203,6 +203,30 @@ def _tf_keras_zero_pad_shortcut():
 register_twin_layer("reszoo>ZeroPadShortcut", _tf_keras_zero_pad_shortcut)
 
 
+def max_pool_3x3_s2_exclude_pad(x, name):
+    """torch's `MaxPool2d(3, 2, padding=1)`, where padding never wins the max, from stock layers.
+
+    Keras' 'same' max pool also ignores padding but pads 0 before / 1 after an even side, torch 1 / 1. One zero
+    row/column appended to an even side makes 'same' pad 1 / 1; the output row that sees it is cropped.
+    Layers `{name}_pad` (when a side is even), `{name}_pool`, `{name}_crop`. Needs a known height and width.
+
+    Example:
+        >>> import keras
+        >>> tuple(max_pool_3x3_s2_exclude_pad(keras.Input((112, 113, 8)), "pool1").shape)
+        (None, 56, 57, 8)
+    """
+    height, width = x.shape[1:3]
+    if height is None or width is None:
+        raise ValueError("a max pool that excludes padding (torch semantics) needs a fixed input height and width")
+    extra = (1 - height % 2, 1 - width % 2)  # one row / column after each even side
+    if any(extra):
+        x = layers.ZeroPadding2D(((0, extra[0]), (0, extra[1])), name=f"{name}_pad")(x)
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"{name}_pool")(x)
+    if any(extra):
+        x = layers.Cropping2D(((0, extra[0]), (0, extra[1])), name=f"{name}_crop")(x)
+    return x
+
+
 def classifier_head(x, include_top, pooling, num_classes, classifier_activation, dropout_rate, weight_decay):
     """keras.applications head: global pool (`avg_pool`/`max_pool`), optional dropout, Dense `predictions`."""
     check_choice("pooling", pooling, ("avg", "max", None))

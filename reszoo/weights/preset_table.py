@@ -16,7 +16,8 @@ source
 url
     Download URL exactly as the source lists it (``None`` if the source lists none).
 file_name
-    Last path component of ``url``.
+    Last path component of ``url``; for Hugging Face Hub files, which are all named ``model.safetensors``, the timm
+    name plus ``.safetensors`` (the name the file is cached under).
 sha256
     Full SHA-256 of the file if a source publishes one, else ``None`` (no source used here publishes one).
 sha256_prefix
@@ -77,6 +78,8 @@ torchvision
     not put the weights under the code's licence, so ``license`` is ``None`` for these rows (the repository's
     LICENSE file itself was not readable through the tools).
 timm (huggingface/pytorch-image-models snapshot at aa4b5850c1543fa488abf260f18390eda46cf85d)
+  * ``timm/models/resnetv2.py``: ``default_cfgs`` of ``resnetv2_50/101.a1h_in1k`` (BatchNorm pre-activation nets),
+    ``_cfg`` (mean/std ``IMAGENET_INCEPTION_MEAN/STD`` from ``timm/data/constants.py``), ``hf_hub_id='timm/'``.
   * ``timm/models/resnet.py`` (last changed in c0e3d24fe66020baae90e1ecaa858781223ffb32): ``default_cfgs``, the
     ``_cfg``/``_rcfg``/``_r3cfg``/``_ttcfg`` helpers (input size, crop_pct, interpolation, licence, URL).
     https://github.com/huggingface/pytorch-image-models/blob/main/timm/models/resnet.py
@@ -344,6 +347,29 @@ _TIMM_ROWS = (
      "note": "Default pretrained tag of resnext50_32x4d (listed first, before a1/a2/a3/ra_in1k, tv/tv2, fb_*, "
              "gluon). _rcfg. results-imagenet.csv row 'resnext50_32x4d.a1h_in1k,224' (crop 0.950). test_input_size "
              "288 / test_crop_pct 1.0: csv 82.016 / 95.934. resize 235 = floor(224 / 0.95). licence = cfg 'license'."},
+    {"tag": "timm:resnetv2_50.a1h_in1k", "model": "resnetv2_50", "source": "timm",
+     "url": "https://huggingface.co/timm/resnetv2_50.a1h_in1k/resolve/main/model.safetensors",
+     "file_name": "resnetv2_50.a1h_in1k.safetensors",
+     "sha256": None, "sha256_prefix": None,
+     "top1": 80.410, "top5": 95.082, "eval_dataset": "ImageNet-1k val",
+     "input_size": (224, 224), "resize_size": 235, "crop_pct": 0.95, "interpolation": "bicubic",
+     "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
+     "num_classes": 1000, "license": "Apache-2.0", "hub_id": "timm/resnetv2_50.a1h_in1k",
+     "note": "timm/models/resnetv2.py cfg 'resnetv2_50.a1h_in1k': hf_hub_id only (no release URL), so the URL is the "
+             "Hub file timm downloads (model.safetensors; cached under the timm name, as every Hub file has that "
+             "name); _cfg default mean/std IMAGENET_INCEPTION_MEAN/STD = 0.5. results-imagenet.csv row "
+             "'resnetv2_50.a1h_in1k,224' (crop 0.950). test_input_size 288 / test_crop_pct 1.0: csv 81.406 / "
+             "95.712. resize 235 = floor(224 / 0.95). licence = _cfg 'license'. No published hash."},
+    {"tag": "timm:resnetv2_101.a1h_in1k", "model": "resnetv2_101", "source": "timm",
+     "url": "https://huggingface.co/timm/resnetv2_101.a1h_in1k/resolve/main/model.safetensors",
+     "file_name": "resnetv2_101.a1h_in1k.safetensors",
+     "sha256": None, "sha256_prefix": None,
+     "top1": 82.042, "top5": 95.866, "eval_dataset": "ImageNet-1k val",
+     "input_size": (224, 224), "resize_size": 235, "crop_pct": 0.95, "interpolation": "bicubic",
+     "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
+     "num_classes": 1000, "license": "Apache-2.0", "hub_id": "timm/resnetv2_101.a1h_in1k",
+     "note": "As resnetv2_50.a1h_in1k. results-imagenet.csv row 'resnetv2_101.a1h_in1k,224' (crop 0.950); at 288 / "
+             "crop 1.0: 83.002 / 96.444."},
     {"tag": "timm:resnet18.tv_in1k", "model": "resnet18", "source": "timm",
      "url": "https://download.pytorch.org/models/resnet18-f37072fd.pth", "file_name": "resnet18-f37072fd.pth",
      "sha256": None, "sha256_prefix": "f37072fd",

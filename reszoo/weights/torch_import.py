@@ -29,8 +29,8 @@ def conv_kernel(weight):
 
 
 def dense_kernel(weight):
-    """torch (out, in) -> Keras (in, out)."""
-    return weight.T
+    """torch Linear (out, in) or 1x1 Conv2d classifier (out, in, 1, 1) -> Keras Dense (in, out)."""
+    return weight.reshape(weight.shape[0], -1).T
 
 
 def same(value):
@@ -132,7 +132,7 @@ def import_torch(source, name, /, layout="auto", prefer_ema=False, **builder_kwa
         model = create_model(name, **kwargs)
     except (TypeError, ValueError) as error:
         raise UserError(f"cannot build {name!r} with {kwargs}: {error}") from None
-    drop = (chosen.classifier,) if kwargs.get("include_top") is False else ()
+    drop = chosen.classifiers if kwargs.get("include_top") is False else ()
     used, dropped = assign_state_dict(model, state, chosen, drop)
     report = ImportReport(chosen.name, len(used), int(sum(state[k].size for k in used)), dropped, kwargs)
     return model, report

@@ -6,6 +6,9 @@ Test support for the PyTorch-checkpoint importer; nothing here comes from `reszo
 * "timm": timm.models.resnet.ResNet -- the torchvision keys plus `stem="deep"` (conv1.0/1.1/1.3/1.4/1.6),
   `downsample="avgpool"` (avg-down: AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False), then
   downsample.1 conv 1x1 and downsample.2 BN) and `se=True` (SEModule se.fc1/se.fc2 after the last BN);
+* "timm_v2": timm.models.resnetv2.ResNetV2 with BatchNorm (`resnetv2_50`): pre-activation bottlenecks
+  (PreActBottleneck: the stride on conv2 of a stage's first block, whose `downsample.conv` projects the
+  pre-activation), a stem conv with no norm before the max-pool, final `norm`, a 1x1-conv `head.fc`;
 * "cifar": akamaster/pytorch_resnet_cifar10 resnet.py (option A: zero-padded strided identity; option B:
   shortcut.0 conv 1x1 + shortcut.1 BN).
 
@@ -28,6 +31,7 @@ _TORCHVISION_ARCH = dict(block="basic", stage_blocks=(2, 2, 2, 2), width=64, gro
                          num_classes=1000)
 _TIMM_ARCH = dict(_TORCHVISION_ARCH, stem="default", downsample="conv", se=False)
 _CIFAR_ARCH = dict(depth=20, width=16, option="A", num_classes=10)
+_TIMM_V2_ARCH = dict(stage_blocks=(3, 4, 6, 3), width=64, num_classes=1000)
 _CHOICES = {"block": tuple(_EXPANSION), "stem": ("default", "deep"), "downsample": ("conv", "avgpool"),
             "option": ("A", "B")}
 
@@ -88,6 +92,17 @@ def _cifar_blocks(arch):
             stride = 2 if stage > 0 and index == 0 else 1
             yield _Block(f"layer{stage + 1}.{index}", inplanes, planes, stride, stride != 1 or inplanes != planes)
             inplanes = planes
+
+
+def _timm_v2_blocks(arch):
+    """timm ResNetStage: stage s outputs 4 * width * 2**s channels (bottle_ratio 0.25), stride 2 from stage 1 in its
+    first block, which always has a projection (proj_layer is set for block 0 only)."""
+    inplanes = arch["width"]
+    for stage, count in enumerate(arch["stage_blocks"]):
+        planes = arch["width"] * 2 ** stage
+        for index in range(count):
+            yield _Block(f"stages.{stage}.blocks.{index}", inplanes, planes, 2 if stage and not index else 1, not index)
+            inplanes = planes * 4
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -202,6 +217,25 @@ def _build_cifar(builder, arch):
             builder.conv(f"{block.prefix}.shortcut.0", block.planes, block.inplanes, 1)
             builder.bn(f"{block.prefix}.shortcut.1", block.planes)
     builder.linear("linear", arch["num_classes"], 4 * arch["width"])
+
+
+def _build_timm_v2(builder, arch):
+    """Module order: stem.conv, stages (downsample is assigned first in PreActBottleneck), norm, head.fc."""
+    builder.conv("stem.conv", arch["width"], 3, 7)
+    for block in _timm_v2_blocks(arch):
+        pre, out_channels = block.prefix, block.planes * 4
+        if block.projects:
+            builder.conv(f"{pre}.downsample.conv", out_channels, block.inplanes, 1)
+        # gammas of both signs: after ReLU, border pixels where -inf and zero pool padding differ stay apart
+        builder.bn(f"{pre}.norm1", block.inplanes, (-1.5, 1.5))
+        builder.conv(f"{pre}.conv1", block.planes, block.inplanes, 1)
+        builder.bn(f"{pre}.norm2", block.planes)
+        builder.conv(f"{pre}.conv2", block.planes, block.planes, 3)
+        builder.bn(f"{pre}.norm3", block.planes)
+        builder.conv(f"{pre}.conv3", out_channels, block.planes, 1)
+    features = arch["width"] * 4 * 2 ** (len(arch["stage_blocks"]) - 1)
+    builder.bn("norm", features)
+    builder.conv("head.fc", arch["num_classes"], features, 1, bias=True)  # ClassifierHead(use_conv=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -375,6 +409,21 @@ def _forward_cifar(p, x, arch):
     return _linear(p, flat, "linear")
 
 
+def _forward_timm_v2(p, x, arch):
+    """Stem conv (no norm), max-pool with -inf padding on un-activated values, pre-activation blocks with no
+    ReLU after the add, final norm + ReLU, average pool, 1x1-conv head."""
+    x = _max_pool_3x3_s2_p1(_conv_key(p, x, "stem.conv", stride=2, padding=3))
+    for block in _timm_v2_blocks(arch):
+        pre = block.prefix
+        preact = tf.nn.relu(_bn(p, x, f"{pre}.norm1"))
+        shortcut = _conv_key(p, preact, f"{pre}.downsample.conv", stride=block.stride) if block.projects else x
+        out = _conv_key(p, preact, f"{pre}.conv1")
+        out = _conv_key(p, tf.nn.relu(_bn(p, out, f"{pre}.norm2")), f"{pre}.conv2", block.stride, 1)
+        x = _conv_key(p, tf.nn.relu(_bn(p, out, f"{pre}.norm3")), f"{pre}.conv3") + shortcut
+    pooled = tf.reduce_mean(tf.nn.relu(_bn(p, x, "norm")), axis=[1, 2], keepdims=True)
+    return tf.reshape(_conv_key(p, pooled, "head.fc", bias=True), (pooled.shape[0], -1))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Layouts and public API
 
@@ -390,6 +439,7 @@ class _Layout:
 LAYOUTS = {
     "torchvision": _Layout(_TORCHVISION_ARCH, _build_imagenet, _forward_imagenet, 64),
     "timm": _Layout(_TIMM_ARCH, _build_imagenet, _forward_imagenet, 64),
+    "timm_v2": _Layout(_TIMM_V2_ARCH, _build_timm_v2, _forward_timm_v2, 64),
     "cifar": _Layout(_CIFAR_ARCH, _build_cifar, _forward_cifar, 32),
 }
 
