@@ -3,7 +3,7 @@ into a reszoo .keras file that carries its preprocessing and labels, ready for `
 
 Example:
     $ reszoo import resnet50-11ad3fa6.pth --model resnet50 --output resnet50_tv2.keras
-    $ reszoo import resnet20-12fca82f.th --model resnet20 --output resnet20.keras
+    $ reszoo import resnet20-12fca82f.th --model resnet20 --check --output resnet20.keras
     $ reszoo export resnet20.keras --format tflite --precision int8 --data cifar_test/
 """
 import os
@@ -74,10 +74,12 @@ def _spec(preset, layout, input_size, mean, std, crop_pct):
 @click.option("--crop-pct", type=float, default=None, help="Center-crop fraction at evaluation (timm) [preset's]")
 @click.option("--labels", "labels_path", default=None, help="Text file, one class name per line [0..N-1].")
 @click.option("--ema", is_flag=True, help="Take the EMA weights of a training checkpoint.")
+@click.option("--check", is_flag=True, help="Compare the model with a numpy forward pass in PyTorch semantics "
+              "(architecture read from the keys alone); exit 1 and write nothing when they differ.")
 @click.option("--output", required=True, help="The .keras file to write.")
 @click.option("--force", is_flag=True, help="Replace --output if it exists.")
 def import_command(source, model_name, layout, num_classes, input_size, mean, std, crop_pct, labels_path, ema,
-                   output, force):
+                   check, output, force):
     """Import PyTorch weights SOURCE (.pth/.pt/.th/.tar, .safetensors, .npz) into reszoo model --model."""
     from reszoo.models.registry import get_entry
     from reszoo.weights.state_dict import check_weights_file
@@ -91,13 +93,13 @@ def import_command(source, model_name, layout, num_classes, input_size, mean, st
     numbers = {"input_size": _numbers(input_size, 2, "--input-size", int) if input_size else None,
                "mean": _numbers(mean, 3, "--mean") if mean else None,
                "std": _numbers(std, 3, "--std") if std else None}
-    _run(source, entry, layout, num_classes, crop_pct, labels_path, ema, output, **numbers)
+    _run(source, entry, layout, num_classes, crop_pct, labels_path, ema, check, output, **numbers)
 
 
-def _run(source, entry, layout, num_classes, crop_pct, labels_path, ema, output, input_size, mean, std):
+def _run(source, entry, layout, num_classes, crop_pct, labels_path, ema, check, output, input_size, mean, std):
     from export.core.metadata import save_model
     from export.core.quiet import native_noise_filtered
-    from reszoo.weights import import_torch
+    from reszoo.weights import check_import, import_torch
     from reszoo.weights.layouts import choose_layout
     from reszoo.weights.state_dict import load_state_dict
 
@@ -110,10 +112,16 @@ def _run(source, entry, layout, num_classes, crop_pct, labels_path, ema, output,
     with native_noise_filtered():
         model, report = import_torch(state, entry.name, chosen.name, **kwargs)
     labels = _labels(labels_path, model.output_shape[-1])
+    click.echo(f"layout: {report.layout}\ntensors mapped: {report.tensors} ({report.parameters:,} numbers)"
+               + (f"\ndropped: {', '.join(report.dropped)}" if report.dropped else ""))
+    if check:
+        with native_noise_filtered():
+            result = check_import(model, state, report.layout)
+        click.echo(result.summary())
+        if not result.passed:
+            raise SystemExit(1)
     metadata = {"model_name": entry.name, "builder": {"name": entry.name, "kwargs": report.builder_kwargs},
                 "preprocessing": spec, "labels": labels,
                 "imported_from": {"file": os.path.basename(source), "layout": report.layout, "ema": ema}}
     save_model(model, output, metadata)
-    click.echo(f"layout: {report.layout}\ntensors mapped: {report.tensors} ({report.parameters:,} numbers)"
-               + (f"\ndropped: {', '.join(report.dropped)}" if report.dropped else ""))
     click.echo(f"wrote {output}")

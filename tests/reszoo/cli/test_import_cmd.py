@@ -27,9 +27,10 @@ def test_import_writes_a_model_with_the_presets_preprocessing(run_cli, tmp_path)
     labels = tmp_path / "labels.txt"
     labels.write_text("\n".join(f"class{i}" for i in range(10)))
     output = tmp_path / "resnet20.keras"
-    result = run_cli("import", source, "--model", "resnet20", "--labels", labels, "--output", output)
+    result = run_cli("import", source, "--model", "resnet20", "--labels", labels, "--check", "--output", output)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "layout: cifar" in result.stdout and "tensors mapped: 97" in result.stdout
+    assert "PyTorch semantics on 2 random inputs: PASS" in result.stdout
     meta = json.loads(zipfile.ZipFile(output).read("reszoo.json"))
     assert meta["preprocessing"]["mean"] == [0.485, 0.456, 0.406] and meta["preprocessing"]["input_size"] == [32, 32]
     assert meta["labels"][3] == "class3" and meta["imported_from"]["layout"] == "cifar"
