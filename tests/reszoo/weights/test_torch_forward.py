@@ -7,38 +7,19 @@ import pytest
 
 from reszoo.errors import UserError
 from reszoo.weights.torch_forward import BN_EPS, torch_forward
-from tests.reszoo.weights.test_torch_import import CASES, MAX_RELATIVE_ERROR
-from tests.reszoo.weights.torch_reference import random_state_dict, reference_forward
+from tests.reszoo.weights.cases import CASES, LAYOUT_NAME, MAX_RELATIVE_ERROR, inputs, relative_error
+from tests.reszoo.weights.torch_reference import reference_forward
 
-TORCH_LAYOUT = {"timm_v2": "timm"}  # reference layout -> torch_forward layout, where the names differ
 CLASSIFIERS = {"torchvision": "fc", "timm": "fc", "cifar": "linear"}
-
-
-def _inputs(side, seed=1):
-    return np.random.default_rng(seed).standard_normal((2, side, side, 3)).astype("float32")
-
-
-def _relative_error(outputs, expected):
-    return float(np.abs(outputs - expected).max() / (np.abs(expected).max() + 1e-12))
-
-
-@pytest.fixture(scope="module")
-def states():
-    """{case: (state dict, reference logits)} made once per module."""
-    made = {}
-    for case, (_, layout, arch, _, side) in CASES.items():
-        state = random_state_dict(layout, seed=3, **arch)
-        made[case] = state, reference_forward(state, layout, _inputs(side), **arch)
-    return made
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_matches_the_reference_forward(case, states):
     _, layout, _, _, side = CASES[case]
     state, expected = states[case]
-    logits = torch_forward(state, _inputs(side), TORCH_LAYOUT.get(layout, layout))
+    logits = torch_forward(state, inputs(side), LAYOUT_NAME.get(layout, layout))
     assert logits.dtype == np.float32 and logits.shape == expected.shape
-    assert _relative_error(logits, expected) <= MAX_RELATIVE_ERROR, case
+    assert relative_error(logits, expected) <= MAX_RELATIVE_ERROR, case
 
 
 @pytest.mark.parametrize("case, side", [("timm-resnet50d", 50), ("timm-seresnet50", 37), ("cifar-resnet20-A", 31)])
@@ -46,8 +27,8 @@ def test_odd_input_sizes_match_the_reference_forward(case, side, states):
     """Odd sides reach the avg-down pool's partial (ceil-mode) windows and the option A subsampling."""
     _, layout, arch, _, _ = CASES[case]
     state, _ = states[case]
-    expected = reference_forward(state, layout, _inputs(side, seed=2), **arch)
-    assert _relative_error(torch_forward(state, _inputs(side, seed=2), layout), expected) <= MAX_RELATIVE_ERROR
+    expected = reference_forward(state, layout, inputs(side, seed=2), **arch)
+    assert relative_error(torch_forward(state, inputs(side, seed=2), layout), expected) <= MAX_RELATIVE_ERROR
 
 
 @pytest.mark.parametrize("case", ["torchvision-resnet18", "timm-resnet50d", "cifar-resnet20-A"])
@@ -56,17 +37,17 @@ def test_headless_state_dict_gives_the_feature_map(case, states):
     state, expected = states[case]
     head = CLASSIFIERS[layout]
     headless = {k: v for k, v in state.items() if not k.startswith(f"{head}.")}
-    features = torch_forward(headless, _inputs(side), layout)
+    features = torch_forward(headless, inputs(side), layout)
     weight = state[f"{head}.weight"]
     assert features.dtype == np.float32 and features.ndim == 4 and features.shape[-1] == weight.shape[1]
     assert features.min() >= 0  # after the last ReLU
     logits = features.mean(axis=(1, 2)) @ weight.T + state[f"{head}.bias"]
-    assert _relative_error(logits, expected) <= MAX_RELATIVE_ERROR
+    assert relative_error(logits, expected) <= MAX_RELATIVE_ERROR
 
 
 def _user_error(state, layout, side, match):
     with pytest.raises(UserError, match=match) as error:
-        torch_forward(state, _inputs(side), layout)
+        torch_forward(state, inputs(side), layout)
     assert "\n" not in str(error.value)
 
 
@@ -164,8 +145,8 @@ def _v2_by_hand(state, x, blocks):
 V2_BLOCKS = ((0, 0, 4, 8), (0, 1, 8, 8), (1, 0, 8, 16))  # projection, identity, strided projection
 
 
-def _positive_inputs(side):
-    return np.abs(_inputs(side)) + 0.1
+def _positiveinputs(side):
+    return np.abs(inputs(side)) + 0.1
 
 
 def test_v2_stem_max_pool_pads_with_minus_inf():
@@ -179,7 +160,7 @@ def test_v2_stem_max_pool_pads_with_minus_inf():
     state.update({"norm.weight": -np.ones(4, "float32"), "norm.bias": np.zeros(4, "float32"),
                   "norm.running_mean": np.zeros(4, "float32"), "norm.running_var": np.ones(4, "float32") - BN_EPS})
     del state["head.fc.weight"], state["head.fc.bias"]
-    x = _positive_inputs(20)
+    x = _positiveinputs(20)
     features = torch_forward(state, x, "timm")
     expected = -_stem_and_pool_by_loops(x, state["stem.conv.weight"])
     assert features.shape == expected.shape == (2, 5, 5, 4)
@@ -190,15 +171,15 @@ def test_v2_stem_max_pool_pads_with_minus_inf():
 def test_v2_forward_matches_a_direct_computation():
     state = _v2_state(np.random.default_rng(1), V2_BLOCKS, center_only=True)
     state["stem.conv.weight"] = -np.abs(state["stem.conv.weight"])  # the max pool's padding matters here too
-    x = _positive_inputs(32)
+    x = _positiveinputs(32)
     logits = torch_forward(state, x, "timm")
     assert logits.dtype == np.float32 and logits.shape == (2, 5)
-    assert _relative_error(logits, _v2_by_hand(state, x, V2_BLOCKS)) <= 1e-5
+    assert relative_error(logits, _v2_by_hand(state, x, V2_BLOCKS)) <= 1e-5
 
 
 def test_v2_full_3x3_convs_headless_and_layout_misuse():
     state = _v2_state(np.random.default_rng(2), V2_BLOCKS)
-    x = _inputs(32)
+    x = inputs(32)
     logits = torch_forward(state, x, "timm")
     assert logits.shape == (2, 5) and np.all(np.isfinite(logits))
     features = torch_forward({k: v for k, v in state.items() if not k.startswith("head.")}, x, "timm")

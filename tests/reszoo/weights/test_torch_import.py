@@ -8,54 +8,9 @@ import numpy as np
 import pytest
 
 from reszoo.errors import UserError
-from tests.reszoo.weights.torch_reference import random_state_dict, reference_forward
+from tests.reszoo.weights.cases import CASES, LAYOUT_NAME, MAX_RELATIVE_ERROR, inputs, relative_error
 from tests.reszoo.weights.torch_writers import (save_torch_legacy, save_torch_zip, write_malicious_pickle,
                                                  write_pickle_with_global)
-
-IMPORTER_LAYOUT = {"timm_v2": "timm"}  # the reference's separate forward for timm's ResNetV2 keys
-MAX_RELATIVE_ERROR = 1e-4  # float32 re-association over ~20-50 layers stays near 1e-6 of the logit range
-
-# case -> (reszoo name, layout, reference arch, extra builder arguments, input side)
-CASES = {
-    "torchvision-resnet18": ("resnet18", "torchvision", dict(block="basic", stage_blocks=(2, 2, 2, 2), width=8,
-                                                             num_classes=5), {}, 64),
-    "torchvision-resnet50": ("resnet50", "torchvision", dict(block="bottleneck", stage_blocks=(3, 4, 6, 3), width=8,
-                                                             num_classes=5), {}, 64),
-    "torchvision-resnext50": ("resnext50_32x4d", "torchvision",
-                              dict(block="bottleneck", stage_blocks=(3, 4, 6, 3), width=16, groups=32, base_width=4,
-                                   num_classes=5), {}, 64),
-    "torchvision-wide50": ("wide_resnet50_2", "torchvision",
-                           dict(block="bottleneck", stage_blocks=(3, 4, 6, 3), width=8, base_width=128,
-                                num_classes=5), {}, 64),
-    "timm-resnet50d": ("resnet50d", "timm", dict(block="bottleneck", stage_blocks=(3, 4, 6, 3), width=16, stem="deep",
-                                                downsample="avgpool", num_classes=5), {}, 64),
-    "timm-seresnet50": ("seresnet50", "timm", dict(block="bottleneck", stage_blocks=(3, 4, 6, 3), width=32, se=True,
-                                                   num_classes=5), {}, 64),
-    "timm-resnetv2_50": ("resnetv2_50", "timm_v2", dict(stage_blocks=(3, 4, 6, 3), width=8, num_classes=5), {}, 64),
-    "timm-resnetv2_50-odd-input": ("resnetv2_50", "timm_v2", dict(stage_blocks=(3, 4, 6, 3), width=8, num_classes=5),
-                                   {}, 63),
-    "cifar-resnet20-A": ("resnet20", "cifar", dict(depth=20, width=16, option="A", num_classes=10), {}, 32),
-    "cifar-resnet32-B": ("resnet32", "cifar", dict(depth=32, width=16, option="B", num_classes=10), {}, 32),
-}
-
-
-def _inputs(side, seed=1):
-    return np.random.default_rng(seed).standard_normal((2, side, side, 3)).astype("float32")
-
-
-def _relative_error(outputs, expected):
-    return float(np.abs(outputs - expected).max() / (np.abs(expected).max() + 1e-12))
-
-
-@pytest.fixture(scope="module")
-def states():
-    """{case: (state dict, reference logits)} made once per module."""
-    made = {}
-    for case, (_, layout, arch, _, side) in CASES.items():
-        state = random_state_dict(layout, seed=3, **arch)
-        made[case] = state, reference_forward(state, layout, _inputs(side), **arch)
-    return made
-
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_import_matches_the_torch_reference_forward(case, states):
@@ -64,9 +19,9 @@ def test_import_matches_the_torch_reference_forward(case, states):
     name, layout, arch, extra, side = CASES[case]
     state, expected = states[case]
     model, report = import_torch(state, name, classifier_activation=None, input_shape=(side, side, 3), **extra)
-    assert report.layout == IMPORTER_LAYOUT.get(layout, layout)  # auto-detected
+    assert report.layout == LAYOUT_NAME.get(layout, layout)  # auto-detected
     assert report.tensors == sum(1 for k in state if not k.endswith("num_batches_tracked"))
-    error = _relative_error(model(_inputs(side)).numpy(), expected)
+    error = relative_error(model(inputs(side)).numpy(), expected)
     assert error <= MAX_RELATIVE_ERROR, (case, error)
 
 
@@ -109,7 +64,7 @@ def test_every_file_format_gives_the_same_model(file_format, states, tmp_path):
     assert set(loaded) == set(state)
     assert all(np.array_equal(loaded[k], state[k]) for k in state)
     model = from_torch(path, "resnet20", classifier_activation=None)
-    assert _relative_error(model(_inputs(32)).numpy(), expected) <= MAX_RELATIVE_ERROR
+    assert relative_error(model(inputs(32)).numpy(), expected) <= MAX_RELATIVE_ERROR
 
 
 def test_mapping_of_tensor_likes_and_ema_preference():
