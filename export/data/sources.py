@@ -51,6 +51,10 @@ class LabeledImages:
     class_names: list
     source: str
 
+    @property
+    def count(self):
+        return len(self.x)
+
     def take(self, indices):
         """The subset at `indices` (same class names and source)."""
         y = None if self.y is None else self.y[indices]
@@ -177,6 +181,23 @@ def list_image_files(folder):
     return paths, np.asarray(labels, dtype="int64"), class_names
 
 
+IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")  # JPEG PNG GIF BMP
+
+
+def check_image_header(path):
+    """UserError unless `path` starts like an image file (a cheap check of files decoded later, lazily).
+
+    Example: check_image_header("notes.png") -> UserError "'notes.png' is not a readable image (...)".
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError as error:
+        raise UserError(f"{path!r} is not a readable image ({error.strerror})") from None
+    if not head.startswith(IMAGE_SIGNATURES):
+        raise UserError(f"{path!r} is not a readable image (allowed: {', '.join(IMAGE_SUFFIXES)})")
+
+
 def read_image(path, image_size, channels=3):
     """Decode one image file to float32 [0, 255] HWC at `image_size`; UserError for unreadable files."""
     import tensorflow as tf
@@ -296,11 +317,15 @@ def validate(data, class_names=None, min_classes=1):
     y = _whole_labels(data.y, data)
     _check_range(y, names, data)
     names = names or [str(i) for i in range(int(y.max()) + 1)]
-    present = [names[i] for i in np.unique(y)]
-    if len(present) < min_classes:
-        raise UserError(f"{data.source!r}: labels hold {len(present)} class(es) ({preview(present)}); allowed: "
-                        f"at least {min_classes} classes for training")
+    check_class_count(data.source, [names[i] for i in np.unique(y)], min_classes)
     return LabeledImages(data.x, y, names, data.source)
+
+
+def check_class_count(source, present, min_classes):
+    """UserError naming the classes when fewer than `min_classes` are present (training needs 2)."""
+    if len(present) < min_classes:
+        raise UserError(f"{source!r}: labels hold {len(present)} class(es) ({preview(present)}); allowed: "
+                        f"at least {min_classes} classes for training")
 
 
 def _load_tfrecord(pattern, image_size, channels):
@@ -386,6 +411,22 @@ def load(source, image_size, channels=3, class_names=None, min_classes=1):
     return LabeledImages(x, data.y, data.class_names, data.source)
 
 
+def split_indices(count, labels=None, held_out_fraction=HELD_OUT_FRACTION, seed=SPLIT_SEED):
+    """(train indices, held-out indices) of `count` items, sorted, stratified by `labels` when every class has 2.
+
+    Example:
+        >>> [len(part) for part in split_indices(10)]
+        [8, 2]
+    """
+    from sklearn.model_selection import train_test_split
+
+    counts = np.unique(labels, return_counts=True)[1] if labels is not None else [0]
+    stratify = labels if min(counts) >= 2 else None  # classes absent from y do not count
+    train_idx, test_idx = train_test_split(np.arange(count), test_size=held_out_fraction, random_state=seed,
+                                           stratify=stratify)
+    return np.sort(train_idx), np.sort(test_idx)
+
+
 def split(data, held_out_fraction=HELD_OUT_FRACTION, seed=SPLIT_SEED):
     """Fixed (train, held_out) partition, stratified by label when labels exist.
 
@@ -394,10 +435,5 @@ def split(data, held_out_fraction=HELD_OUT_FRACTION, seed=SPLIT_SEED):
         >>> len(test.x)
         360
     """
-    from sklearn.model_selection import train_test_split
-
-    indices = np.arange(len(data.x))
-    counts = np.unique(data.y, return_counts=True)[1] if data.y is not None else [0]
-    stratify = data.y if min(counts) >= 2 else None  # classes absent from y do not count
-    train_idx, test_idx = train_test_split(indices, test_size=held_out_fraction, random_state=seed, stratify=stratify)
-    return data.take(np.sort(train_idx)), data.take(np.sort(test_idx))
+    train_idx, test_idx = split_indices(len(data.x), data.y, held_out_fraction, seed)
+    return data.take(train_idx), data.take(test_idx)

@@ -22,9 +22,11 @@ COMMANDS = {
     "info": "reszoo.cli.zoo:info_command",
     "train": "reszoo.cli.train_cmd:train_command",
     "bench": "reszoo.cli.bench_cmd:bench_command",
+    "bench-input": "reszoo.cli.bench_input_cmd:bench_input_command",
     "diagnose": "reszoo.cli.diagnose_cmd:diagnose_command",
     "export": "reszoo.cli.export_cmd:export_command",
     "import": "reszoo.cli.import_cmd:import_command",
+    "data": "reszoo.cli.data_cmd:data_command",
     "verify": "reszoo.cli.verify_cmd:verify_command",
 }
 

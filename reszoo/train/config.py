@@ -46,6 +46,9 @@ class TrainConfig:
     deterministic: bool = True
     verbose: bool = True
     force_settings: bool = False
+    val_data: object = None
+    label_offset: int = 0
+    synthetic: bool = False
 
     def __post_init__(self):
         for check in CHECKS:

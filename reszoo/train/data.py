@@ -33,7 +33,7 @@ PAD_CROP_PIXELS = 4
 RESIZED_CROP_SCALE = (0.08, 1.0)
 RESIZED_CROP_RATIO = (3 / 4, 4 / 3)
 
-# name -> ordered augmentation steps (see `_AUGMENT_STEPS`).
+# name -> ordered augmentation steps (see `AUGMENT_STEPS`).
 AUGMENTATIONS = {
     "none": (),
     "cifar": ("pad_crop", "flip"),
@@ -108,7 +108,7 @@ def _resized_crop(image, seed):
     return tf.image.resize(crop, image.shape[:2], antialias=True)
 
 
-_AUGMENT_STEPS = {"pad_crop": _pad_crop, "flip": _flip, "resized_crop": _resized_crop}
+AUGMENT_STEPS = {"pad_crop": _pad_crop, "flip": _flip, "resized_crop": _resized_crop}
 
 
 def augment_image(image, augment, seed):
@@ -116,7 +116,7 @@ def augment_image(image, augment, seed):
     import tensorflow as tf
 
     for index, step in enumerate(AUGMENTATIONS[augment]):
-        image = _AUGMENT_STEPS[step](image, tf.stack([seed[0] + index, seed[1]]))
+        image = AUGMENT_STEPS[step](image, tf.stack([seed[0] + index, seed[1]]))
     return image
 
 
@@ -169,3 +169,30 @@ def with_options(dataset, deterministic):
     options.deterministic = bool(deterministic)
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return dataset.with_options(options)
+
+
+def train_batches(data, spec, **options):
+    """`train_dataset` for in-memory data, `streams.train_stream_dataset` for a Stream (same options)."""
+    from reszoo.train.streams import Stream, train_stream_dataset
+
+    return (train_stream_dataset if isinstance(data, Stream) else train_dataset)(data, spec, **options)
+
+
+def eval_batches(data, spec, batch_size):
+    """`eval_dataset` for in-memory data, `streams.eval_stream_dataset` for a Stream."""
+    from reszoo.train.streams import Stream, eval_stream_dataset
+
+    return (eval_stream_dataset if isinstance(data, Stream) else eval_dataset)(data, spec, batch_size)
+
+
+def synthetic_batches(spec, global_batch, steps, num_classes, input_context=None):
+    """`steps` batches of one fixed random batch: training with no input pipeline (`--synthetic`)."""
+    import tensorflow as tf
+
+    batch = input_context.get_per_replica_batch_size(global_batch) if input_context else global_batch
+    batches_per_step = global_batch // batch // (input_context.num_input_pipelines if input_context else 1)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (batch, *spec["input_size"], spec["channels"])).astype("float32")
+    labels = rng.integers(0, num_classes, batch).astype("int32")
+    one = tf.data.Dataset.from_tensors((normalize(images, spec), labels))
+    return with_options(one.repeat(steps * batches_per_step), True)

@@ -25,8 +25,10 @@ from export.core.errors import UserError
 from export.core.files import remove_created
 from reszoo.train import strategies
 from reszoo.train.config import TrainConfig
+from reszoo.train.streams import Stream
 
 BUILTIN_DATA = ("digits",)  # data names that are not paths (export.data.sources.load)
+EVAL_CROP_PCT = 0.875  # ImageNet evaluation: resize to size / 0.875, center crop (torchvision, Model Garden)
 
 
 @dataclasses.dataclass
@@ -154,6 +156,8 @@ def prepare_run(model_or_name, data, config, distribution, strategy_name):
     plan.kwargs.setdefault("num_classes", inputs.num_classes)
     model, optimizer = build_in_scope(distribution, plan, inputs, config, lr, weight_decay)
     settings = run_settings(plan, data, inputs.train, **recipe_settings(config, inputs, lr, weight_decay))
+    if config.val_data is not None:
+        settings["val_data"] = str(config.val_data)
     recipe = {"strategy": strategy_name, "replicas": distribution.num_replicas_in_sync, **settings,
               "xla": bool(config.xla)}
     metadata = base_metadata(plan, inputs.spec, inputs.train, inputs.held_out, inputs.source_name)
@@ -161,21 +165,46 @@ def prepare_run(model_or_name, data, config, distribution, strategy_name):
 
 
 def prepare_inputs(plan, data, config):
-    """Load and split `data` at the planned input size; derive classes, spec, augmentation and steps per epoch.
+    """Open `data` (streamed: folders, TFRecord; else loaded) and its held-out part (`config.val_data`, else the
+    fixed split) at the planned input size; derive classes, spec, augmentation and steps per epoch.
 
-    The recorded source is the loaded one (`LabeledImages.source`: "digits", or an absolute path / glob), so
-    `reszoo export` finds it from any folder. Example: prepare_inputs(plan, "digits", config).num_classes -> 10.
+    The recorded source is the opened one ("digits", or an absolute path / glob), so `reszoo export` finds it
+    from any folder. Example: prepare_inputs(plan, "digits", config).num_classes -> 10.
     """
     from reszoo.train import data as pipelines
 
     input_size, channels = plan.kwargs["input_shape"][:2], plan.kwargs["input_shape"][2]
-    train, held_out = pipelines.load_split(data, input_size, channels)
-    steps = int(config.steps_per_epoch or len(train.x) // config.batch_size)
+    train, held_out = open_train_and_held_out(data, config, input_size, channels, plan.kwargs.get("num_classes"))
+    steps = int(config.steps_per_epoch or train.count // config.batch_size)
     if steps < 1:
-        raise UserError(f"batch size {config.batch_size} is larger than the {len(train.x)} training images")
-    return TrainInputs(train, held_out, train.source, len(train.class_names) or int(train.y.max()) + 1,
-                       pipelines.default_spec(train.source, input_size, channels),
-                       pipelines.resolve_augment(config.augment, train.source, input_size), steps)
+        raise UserError(f"batch size {config.batch_size} is larger than the {train.count} training images")
+    augment = pipelines.resolve_augment(config.augment, train.source, input_size)
+    spec = pipelines.default_spec(train.source, input_size, channels)
+    if augment.startswith("imagenet") and isinstance(held_out, Stream):
+        spec["crop_pct"] = EVAL_CROP_PCT
+    return TrainInputs(train, held_out, train.source, len(train.class_names) or int(train.y.max()) + 1, spec,
+                       augment, steps)
+
+
+def open_data(source, config, input_size, channels, num_classes):
+    """A Stream for what training streams (`streams.is_streamed`), else the loaded LabeledImages."""
+    from reszoo.train import data as pipelines
+    from reszoo.train.streams import is_streamed, open_stream
+
+    if is_streamed(source, config.val_data is not None):
+        return open_stream(source, config.label_offset, num_classes)
+    return pipelines.load_data(source, input_size, channels)
+
+
+def open_train_and_held_out(data, config, input_size, channels, num_classes):
+    """(train, held_out): `data` and `config.val_data` when given, else the project's fixed split of `data`."""
+    from export.data.sources import split
+    from reszoo.train.streams import split_stream
+
+    train = open_data(data, config, input_size, channels, num_classes)
+    if config.val_data is not None:
+        return train, open_data(config.val_data, config, input_size, channels, num_classes)
+    return split_stream(train) if isinstance(train, Stream) else split(train)
 
 
 def build_in_scope(distribution, plan, inputs, config, lr, weight_decay):
@@ -197,7 +226,8 @@ def recipe_settings(config, inputs, lr, weight_decay):
     return dict(epochs=config.epochs, batch_size=config.batch_size, steps_per_epoch=inputs.steps_per_epoch,
                 optimizer=config.optimizer, lr=lr, schedule=config.schedule, warmup_epochs=config.warmup_epochs,
                 label_smoothing=config.label_smoothing, weight_decay=weight_decay, mixed_precision=config.policy,
-                augment=inputs.augment, seed=config.seed, deterministic=bool(config.deterministic))
+                augment=inputs.augment, seed=config.seed, deterministic=bool(config.deterministic),
+                label_offset=config.label_offset, synthetic=bool(config.synthetic))
 
 
 def worker_dir(output_dir, chief):
@@ -238,11 +268,12 @@ def epoch_loop(run, log, checkpointer, best_path):
                                  global_batch=config.batch_size, label_smoothing=config.label_smoothing, xla=config.xla)
     return EpochLoop(
         train_step, make_eval_step(run.model, inputs.num_classes),
-        pipelines.eval_dataset(inputs.held_out, inputs.spec, batch_size=max(config.batch_size, 256)),
+        pipelines.eval_batches(inputs.held_out, inputs.spec, batch_size=max(config.batch_size, 256)),
         epoch_batches(run), run.optimizer, log, inputs.steps_per_epoch, config.batch_size,
         checkpoint=(lambda step: checkpointer.save(step, run.settings)) if checkpointer else None,
         checkpoint_every=config.checkpoint_every,
-        on_best=(lambda history: save_as(run, "best", history)) if best_path else None)
+        on_best=(lambda history: save_as(run, "best", history)) if best_path else None,
+        replicas=run.distribution.num_replicas_in_sync)
 
 
 def epoch_batches(run):
@@ -253,7 +284,10 @@ def epoch_batches(run):
 
     def batches(epoch, skip):
         def dataset_fn(input_context):
-            return pipelines.train_dataset(inputs.train, inputs.spec, global_batch=config.batch_size, epoch=epoch,
+            if config.synthetic:
+                return pipelines.synthetic_batches(inputs.spec, config.batch_size, inputs.steps_per_epoch - skip,
+                                                   inputs.num_classes, input_context)
+            return pipelines.train_batches(inputs.train, inputs.spec, global_batch=config.batch_size, epoch=epoch,
                                            seed=config.seed, augment=inputs.augment, steps=inputs.steps_per_epoch,
                                            skip_steps=skip, input_context=input_context,
                                            deterministic=config.deterministic)
@@ -287,13 +321,13 @@ def run_settings(plan, data, train, **recipe):
     Example:
         >>> from types import SimpleNamespace
         >>> plan = ModelPlan("resnet20", "resnet20", {"width": 4})
-        >>> sorted(run_settings(plan, "digits", SimpleNamespace(x=[0] * 8), lr=0.1))
+        >>> sorted(run_settings(plan, "digits", SimpleNamespace(count=8), lr=0.1))
         ['data', 'lr', 'model', 'model.width', 'train_images']
     """
     source = str(data if isinstance(data, str) else getattr(data, "source", type(data).__name__))
     source = os.path.abspath(source) if source not in BUILTIN_DATA and os.path.exists(source) else source
     kwargs = {f"model.{name}": value for name, value in sorted(plan.kwargs.items())}
-    settings = {"model": plan.name, **kwargs, "data": source, "train_images": len(train.x), **recipe}
+    settings = {"model": plan.name, **kwargs, "data": source, "train_images": train.count, **recipe}
     return json.loads(json.dumps(settings))
 
 
@@ -414,8 +448,8 @@ def base_metadata(plan, spec, train, held_out, source_name):
         "preprocessing": spec,
         "labels": list(train.class_names),
         "data": {"source": str(source_name), "held_out_fraction": export_datasets.HELD_OUT_FRACTION,
-                 "split_seed": export_datasets.SPLIT_SEED, "train_images": len(train.x),
-                 "held_out_images": len(held_out.x)},
+                 "split_seed": export_datasets.SPLIT_SEED, "train_images": train.count,
+                 "held_out_images": held_out.count},
     }
 
 

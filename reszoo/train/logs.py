@@ -67,7 +67,7 @@ class RunLog(SilentLog):
     def step(self, step, **stats):
         if self.progress:
             text = (f"loss {stats['loss']:.4f}  acc {stats['accuracy']:.3f}  "
-                    f"{stats['images_per_second']:.0f} img/s")
+                    f"{stats['images_per_second']:.0f} img/s  input wait {stats.get('input_wait', 0.0):.0%}")
             self.progress.update(self.task, completed=step, stats=text)
         if self.writer:
             with self.writer.as_default(step=step):
@@ -76,7 +76,8 @@ class RunLog(SilentLog):
 
     def epoch(self, epoch, record, history):
         self.message("epoch {epoch}: loss {loss:.4f} acc {accuracy:.4f} val_loss {val_loss:.4f} "
-                     "val_acc {val_accuracy:.4f} {images_per_second:.0f} img/s".format(**record))
+                     "val_acc {val_accuracy:.4f} {images_per_second:.0f} img/s "
+                     "(input wait {input_wait:.0%})".format(**{"input_wait": 0.0, **record}))
         if self.writer:
             with self.writer.as_default(step=record["step"]):
                 for key in ("val_loss", "val_accuracy", "lr"):

@@ -16,6 +16,7 @@ Example:
 """
 import dataclasses
 import math
+import re
 import time
 
 import keras
@@ -141,21 +142,48 @@ class EpochLoop:
     checkpoint: object = None
     checkpoint_every: int | None = None
     on_best: object = None
+    replicas: int = 1
+
+
+def timed(batches):
+    """Yield (batch, seconds spent waiting for it) from `batches`: the time the input pipeline made a step wait.
+
+    A streamed image that cannot be decoded stops the run as a UserError (exit 2) with TensorFlow's first line.
+    """
+    from export.core.errors import UserError
+
+    iterator = iter(batches)
+    while True:
+        started = time.perf_counter()
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except tf.errors.InvalidArgumentError as error:
+            reason = re.sub(r"\{\{.*?\}\}\s*", "", error.message.splitlines()[0])  # drop TF's node prefix
+            raise UserError(f"training data: an image could not be decoded: {reason}") from None
+        yield batch, time.perf_counter() - started
 
 
 def run_epoch(loop, epoch, step):
-    """Train `epoch` from global `step` (a resumed epoch skips its done steps), then evaluate: (step, record)."""
+    """Train `epoch` from global `step` (a resumed epoch skips its done steps), then evaluate: (step, record).
+
+    The record holds images/s (all replicas and per replica) and `input_wait`, the fraction of the epoch's
+    training time spent waiting for the next batch (near 0: compute-bound; near 1: input-bound).
+    """
     skip = step - epoch * loop.steps_per_epoch
-    loss_sum = correct = 0.0
+    loss_sum = correct = waited = 0.0
     started = time.perf_counter()
-    for batch in loop.batches(epoch, skip):
+    for batch, wait in timed(loop.batches(epoch, skip)):
+        waited += wait
         batch_loss, batch_correct = loop.train_step(batch)
         loss_sum += check_finite_loss(batch_loss, step + 1, epoch + 1)
         correct += float(batch_correct)
         step += 1
         seen = (step - epoch * loop.steps_per_epoch - skip) * loop.batch_size
-        loop.log.step(step, loss=loss_sum / seen, accuracy=correct / seen,
-                      images_per_second=seen / (time.perf_counter() - started))
+        elapsed = time.perf_counter() - started
+        loop.log.step(step, loss=loss_sum / seen, accuracy=correct / seen, images_per_second=seen / elapsed,
+                      input_wait=waited / elapsed)
         if loop.checkpoint and loop.checkpoint_every and step % loop.checkpoint_every == 0:
             loop.checkpoint(step)
     seconds = time.perf_counter() - started
@@ -163,7 +191,8 @@ def run_epoch(loop, epoch, step):
     val_loss, val_accuracy = evaluate(loop.eval_step, loop.eval_data)
     return step, {"epoch": epoch + 1, "step": step, "loss": loss_sum / seen, "accuracy": correct / seen,
                   "val_loss": val_loss, "val_accuracy": val_accuracy, "images_per_second": seen / seconds,
-                  "lr": float(loop.optimizer.learning_rate)}
+                  "images_per_second_per_replica": seen / seconds / loop.replicas,
+                  "input_wait": waited / seconds, "lr": float(loop.optimizer.learning_rate)}
 
 
 def run_epochs(loop, epochs, start_step, history):
