@@ -12,6 +12,8 @@ Example:
     >>> tuple(y.shape)
     (None, 16, 16, 32)
 """
+import numbers
+
 import keras
 from keras import layers
 
@@ -92,20 +94,73 @@ def highway_gate(block_input, channels, strides, name, weight_decay=0.0):
     return layers.Activation("sigmoid", name=f"{name}_gate")(t)
 
 
-def merge(shortcut, residual, mode, name, block_input=None, strides=1, weight_decay=0.0):
+def merge(shortcut, residual, mode, name, block_input=None, strides=1, weight_decay=0.0, drop_path_rate=0.0):
     """Join a block's shortcut and residual branch.
 
     residual: shortcut + F(x); plain: F(x) alone (no skip); highway: T*F(x) + (1-T)*shortcut,
     computed as shortcut + T*(F(x) - shortcut) with standard layers only.
+
+    drop_path_rate > 0 adds stochastic depth (`drop_path`, layer `{name}_drop_path`) to what is added to the
+    shortcut: F(x) in residual mode, the gated term T*(F(x) - shortcut) in highway mode, so a dropped block is
+    the identity in both (highway: y = shortcut, not (1-T)*shortcut). Plain mode has no shortcut to fall
+    back on and raises ValueError.
     """
     if mode == "plain":
+        if drop_path_rate:
+            raise ValueError(f"drop_path_rate={drop_path_rate!r} needs a skip connection (skip=True): stochastic "
+                             "depth on a plain net would zero the whole block output")
         return residual
     if mode == "residual":
+        residual = drop_path(residual, drop_path_rate, name)
         return layers.Add(name=f"{name}_add")([shortcut, residual])
     gate = highway_gate(block_input, residual.shape[-1], strides, name, weight_decay)
     diff = layers.Subtract(name=f"{name}_diff")([residual, shortcut])
     gated = layers.Multiply(name=f"{name}_gated")([gate, diff])
+    gated = drop_path(gated, drop_path_rate, name)
     return layers.Add(name=f"{name}_add")([shortcut, gated])
+
+
+def drop_path(x, rate, name):
+    """Stochastic depth (Huang et al. 2016; timm's DropPath with scale_by_keep) from a stock layer.
+
+    A Dropout `{name}_drop_path` whose mask has one value per sample (noise_shape (None, 1, ..., 1)): in
+    training each sample's tensor is zeroed with probability `rate`, else scaled by 1 / (1 - rate); in
+    inference it is the identity. Rate 0 adds no layer (the model keeps its default layer list).
+
+    Example:
+        >>> import keras
+        >>> drop_path(keras.Input((4, 4, 8)), 0.1, "demo")._keras_history.operation.noise_shape
+        (None, 1, 1, 1)
+    """
+    if not rate:
+        return x
+    noise_shape = (None,) + (1,) * (len(x.shape) - 1)
+    return layers.Dropout(float(rate), noise_shape=noise_shape, name=f"{name}_drop_path")(x)
+
+
+def drop_path_rates(drop_path_rate, num_blocks):
+    """Per-block stochastic-depth rates rising linearly from 0 (first block) to `drop_path_rate` (last).
+
+    p_i = drop_path_rate * i / (num_blocks - 1), timm's rule; a single block gets 0.
+
+    Example:
+        >>> drop_path_rates(0.2, 3)
+        [0.0, 0.1, 0.2]
+    """
+    if num_blocks < 2:
+        return [0.0] * num_blocks
+    return [drop_path_rate * i / (num_blocks - 1) for i in range(num_blocks)]
+
+
+def check_drop_path_rate(drop_path_rate, skip=True):
+    """Raise ValueError naming `drop_path_rate` unless it is a number in [0, 1), and when it is > 0 on a plain
+    net (skip=False: no shortcut for a dropped block to fall back on)."""
+    if (not isinstance(drop_path_rate, numbers.Real) or isinstance(drop_path_rate, bool)
+            or not 0.0 <= drop_path_rate < 1.0):
+        raise ValueError(f"drop_path_rate={drop_path_rate!r} must be a number in [0, 1)")
+    if drop_path_rate and not skip:
+        raise ValueError(f"drop_path_rate={drop_path_rate!r} needs skip=True: stochastic depth drops a block's "
+                         "residual branch and keeps its shortcut, and a plain net (skip=False) has no shortcut")
 
 
 def squeeze_excite(x, name, ratio=0.25, weight_decay=0.0):

@@ -13,8 +13,9 @@ Example:
 import keras
 from keras import layers
 
-from reszoo.models.blocks import (BN_EPSILON, check_choice, check_common_args, classifier_head, connection_mode,
-                                  conv_bn, merge, squeeze_excite, with_bn_epsilon)
+from reszoo.models.blocks import (BN_EPSILON, check_choice, check_common_args, check_drop_path_rate,
+                                  classifier_head, connection_mode, conv_bn, drop_path_rates, merge, squeeze_excite,
+                                  with_bn_epsilon)
 from reszoo.models.registry import register_model
 from reszoo.models.weights import load_weights
 
@@ -71,8 +72,11 @@ def bottleneck_residual(x, planes, strides, name, options):
 BLOCKS = {"basic": (basic_residual, 1), "bottleneck": (bottleneck_residual, 4)}
 
 
-def residual_block(x, planes, strides, name, options):
-    """One block: residual branch (+ SE), merged with the shortcut by `options["mode"]`, ReLU `{name}_out`."""
+def residual_block(x, planes, strides, name, options, drop_path_rate=0.0):
+    """One block: residual branch (+ SE), merged with the shortcut by `options["mode"]`, ReLU `{name}_out`.
+
+    drop_path_rate: this block's stochastic-depth rate (a `{name}_drop_path` Dropout before the merge when > 0).
+    """
     residual_fn, expansion = BLOCKS[options["block"]]
     mode = options["mode"]
     shortcut = None
@@ -82,7 +86,8 @@ def residual_block(x, planes, strides, name, options):
     y = residual_fn(x, planes, strides, name, options)
     if options["se"]:
         y = squeeze_excite(y, name, ratio=SE_RATIO, weight_decay=options["weight_decay"])
-    y = merge(shortcut, y, mode, name, block_input=x, strides=strides, weight_decay=options["weight_decay"])
+    y = merge(shortcut, y, mode, name, block_input=x, strides=strides, weight_decay=options["weight_decay"],
+              drop_path_rate=drop_path_rate)
     return layers.Activation("relu", name=f"{name}_out")(y)
 
 
@@ -107,7 +112,7 @@ def check_stage_blocks(stage_blocks):
 def ResNet(stage_blocks, block="bottleneck", *, stride_in_1x1=False, stem="default", downsample="conv",
            groups=1, base_width=64, width=64, se=False, skip=True, highway=False, input_shape=None, num_classes=1000,
            include_top=True, pooling=None, classifier_activation="softmax", weights=None, dropout_rate=0.0,
-           zero_init_residual=False, weight_decay=0.0, bn_epsilon=BN_EPSILON, name=None):
+           zero_init_residual=False, weight_decay=0.0, bn_epsilon=BN_EPSILON, drop_path_rate=0.0, name=None):
     """Build an ImageNet-layout ResNet (or its plain / highway twin) as a Keras functional model.
 
     Args:
@@ -122,6 +127,11 @@ def ResNet(stage_blocks, block="bottleneck", *, stride_in_1x1=False, stem="defau
         se: add squeeze-and-excitation (r = 16) to every block's residual branch.
         skip: False gives the plain net (same layers, no shortcut); highway: gated skip T*F(x) + (1-T)*x.
         bn_epsilon: BatchNormalization epsilon (keras.applications' 1.001e-5; 1e-5 for PyTorch weights).
+        drop_path_rate: stochastic depth (Huang et al. 2016): in training each sample skips block i's residual
+            branch with probability drop_path_rate * i / (num_blocks - 1) over all blocks of the net (0 for the
+            first), kept branches scaled by 1 / (1 - p); identity at inference. A Dropout `{block}_drop_path`
+            per block with p > 0; 0 (default) adds no layer. In [0, 1); > 0 needs skip=True. With highway=True
+            the gated term T*(F(x) - x) is dropped, so a dropped block is the identity.
 
     Example:
         >>> ResNet((2, 2, 2, 2), "basic").count_params()  # ResNet-18; 11,689,512 trainable
@@ -132,6 +142,7 @@ def ResNet(stage_blocks, block="bottleneck", *, stride_in_1x1=False, stem="defau
     check_choice("stem", stem, STEMS)
     check_choice("downsample", downsample, DOWNSAMPLES)
     check_common_args(input_shape, include_top, num_classes, weights, dropout_rate)
+    check_drop_path_rate(drop_path_rate, skip)
     if not isinstance(width, int) or width < 2:
         raise ValueError(f"width={width!r} must be an integer >= 2")
     if int(width * base_width / 64) < 1:
@@ -141,10 +152,12 @@ def ResNet(stage_blocks, block="bottleneck", *, stride_in_1x1=False, stem="defau
                    zero_init_residual=zero_init_residual, weight_decay=weight_decay)
     inputs = keras.Input(shape=input_shape or (224, 224, 3), name="input")
     x = build_stem(inputs, stem, width, weight_decay)
+    rates = iter(drop_path_rates(drop_path_rate, sum(stage_blocks)))
     for stage, blocks in enumerate(stage_blocks):
         for index in range(blocks):
             strides = 2 if stage > 0 and index == 0 else 1
-            x = residual_block(x, width * 2**stage, strides, f"conv{stage + 2}_block{index + 1}", options)
+            x = residual_block(x, width * 2**stage, strides, f"conv{stage + 2}_block{index + 1}", options,
+                               next(rates))
     x = classifier_head(x, include_top, pooling, num_classes, classifier_activation, dropout_rate, weight_decay)
     model = keras.Model(inputs, x, name=name or "resnet")
     return load_weights(with_bn_epsilon(model, bn_epsilon), weights)

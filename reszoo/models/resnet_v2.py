@@ -22,8 +22,9 @@ import functools
 import keras
 from keras import layers
 
-from reszoo.models.blocks import (BN_EPSILON, batch_norm, check_choice, check_common_args, classifier_head,
-                                  connection_mode, conv, max_pool_3x3_s2_exclude_pad, merge, with_bn_epsilon)
+from reszoo.models.blocks import (BN_EPSILON, batch_norm, check_choice, check_common_args, check_drop_path_rate,
+                                  classifier_head, connection_mode, conv, drop_path_rates,
+                                  max_pool_3x3_s2_exclude_pad, merge, with_bn_epsilon)
 from reszoo.models.resnet import check_stage_blocks
 from reszoo.models.registry import register_rows
 from reszoo.models.weights import load_weights
@@ -75,10 +76,12 @@ def preact_shortcut(x, preact, out_channels, strides, name, weight_decay, use_bi
     return x
 
 
-def preact_bottleneck(x, planes, strides, name, mode, zero_init_residual=False, weight_decay=0.0, use_bias=True):
+def preact_bottleneck(x, planes, strides, name, mode, zero_init_residual=False, weight_decay=0.0, use_bias=True,
+                      drop_path_rate=0.0):
     """BN-ReLU, then 1x1 -> BN-ReLU -> 3x3 (strided) -> BN-ReLU -> 1x1 (bias if `use_bias`); merged by `mode`.
 
     zero_init_residual zeroes `{name}_2_bn`'s gamma, which makes the residual branch output its bias (0).
+    drop_path_rate: this block's stochastic-depth rate (a `{name}_drop_path` Dropout before the merge when > 0).
     """
     preact = bn_relu(x, f"{name}_preact")
     shortcut = None
@@ -89,7 +92,8 @@ def preact_bottleneck(x, planes, strides, name, mode, zero_init_residual=False, 
     y = conv(y, planes, 3, strides, f"{name}_2", weight_decay=weight_decay)
     y = bn_relu(y, f"{name}_2", zero_gamma=zero_init_residual)
     y = conv(y, planes * EXPANSION, 1, 1, f"{name}_3", use_bias=use_bias, weight_decay=weight_decay)
-    return merge(shortcut, y, mode, name, block_input=x, strides=strides, weight_decay=weight_decay)
+    return merge(shortcut, y, mode, name, block_input=x, strides=strides, weight_decay=weight_decay,
+                 drop_path_rate=drop_path_rate)
 
 
 def stem(x, width, style, weight_decay):
@@ -111,7 +115,8 @@ def block_strides(stage, index, blocks, last_stage, style):
 
 def ResNetV2(stage_blocks, *, width=64, skip=True, highway=False, input_shape=None, num_classes=1000,
              include_top=True, pooling=None, classifier_activation="softmax", weights=None, dropout_rate=0.0,
-             zero_init_residual=False, weight_decay=0.0, bn_epsilon=BN_EPSILON, style="keras", name=None):
+             zero_init_residual=False, weight_decay=0.0, bn_epsilon=BN_EPSILON, style="keras", drop_path_rate=0.0,
+             name=None):
     """Build a pre-activation bottleneck ResNet v2 (or its plain / highway twin) in a `V2_STYLES` layout.
 
     Args:
@@ -121,6 +126,11 @@ def ResNetV2(stage_blocks, *, width=64, skip=True, highway=False, input_shape=No
         bn_epsilon: BatchNormalization epsilon (keras.applications' 1.001e-5; 1e-5 for PyTorch weights).
         style: "keras" (keras.applications ResNetV2) or "timm" (timm resnetv2_*: stride in the first block, no
             conv biases, torch max-pool padding; needs a fixed input size).
+        drop_path_rate: stochastic depth (Huang et al. 2016): in training each sample skips block i's residual
+            branch with probability drop_path_rate * i / (num_blocks - 1) over all blocks of the net (0 for the
+            first), kept branches scaled by 1 / (1 - p); identity at inference. A Dropout `{block}_drop_path`
+            per block with p > 0; 0 (default) adds no layer. In [0, 1); > 0 needs skip=True. With highway=True
+            the gated term T*(F(x) - x) is dropped, so a dropped block is the identity.
 
     Example:
         >>> ResNetV2((3, 4, 6, 3)).count_params()
@@ -128,17 +138,19 @@ def ResNetV2(stage_blocks, *, width=64, skip=True, highway=False, input_shape=No
     """
     check_stage_blocks(stage_blocks)
     check_common_args(input_shape, include_top, num_classes, weights, dropout_rate)
+    check_drop_path_rate(drop_path_rate, skip)
     if not isinstance(width, int) or width < 1:
         raise ValueError(f"width={width!r} must be a positive integer")
     check_choice("style", style, tuple(V2_STYLES))
     mode, chosen = connection_mode(skip, highway), V2_STYLES[style]
     inputs = keras.Input(shape=input_shape or (224, 224, 3), name="input")
     x = stem(inputs, width, chosen, weight_decay)
+    rates = iter(drop_path_rates(drop_path_rate, sum(stage_blocks)))
     for stage, blocks in enumerate(stage_blocks):
         for index in range(blocks):
             strides = block_strides(stage, index, blocks, len(stage_blocks) - 1, chosen)
             x = preact_bottleneck(x, width * 2**stage, strides, f"conv{stage + 2}_block{index + 1}", mode,
-                                  zero_init_residual, weight_decay, chosen.conv_bias)
+                                  zero_init_residual, weight_decay, chosen.conv_bias, next(rates))
     x = bn_relu(x, "post")
     x = classifier_head(x, include_top, pooling, num_classes, classifier_activation, dropout_rate, weight_decay)
     model = keras.Model(inputs, x, name=name or "resnetv2")
