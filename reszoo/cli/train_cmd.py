@@ -12,8 +12,14 @@ from reszoo.train.data import AUGMENTATIONS
 from reszoo.train.strategies import STRATEGY_NAMES
 
 
+# CLI options whose values go to `fit` under another shape (the rest pass through by name)
+MODEL_OPTIONS = ("width", "drop_path_rate")
+
+
 @click.command("train")
 @click.argument("model")
+@click.option("--recipe", default=None, help="A training recipe (reszoo/train/recipes/*.json: cifar, "
+              "nvidia-rn50-90, rsb-a3); options given here override its settings.")
 @click.option("--data", default="digits", show_default=True,
               help="'digits', an .npz, a folder of class sub-folders (streamed) or TFRecord files ('DIR/*.tfrecord': "
               "reszoo's image/label or ImageNet's image/encoded + image/class/label; streamed with --val-data or "
@@ -25,12 +31,26 @@ from reszoo.train.strategies import STRATEGY_NAMES
 @click.option("--synthetic", is_flag=True, help="Train on one fixed random batch: the step speed without input.")
 @click.option("--epochs", type=int, default=30, show_default=True)
 @click.option("--batch-size", type=int, default=128, show_default=True, help="Global batch (split over replicas).")
-@click.option("--lr", type=float, default=None, help="Peak learning rate [sgd 0.1, adamw 0.001].")
-@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True)
+@click.option("--lr", type=float, default=None, help="Peak learning rate [sgd 0.1, adamw 0.001, lamb 0.005; a "
+              "recipe scales its lr per 256 images to the batch size].")
+@click.option("--optimizer", type=click.Choice(["sgd", "adamw", "lamb"]), default="sgd", show_default=True)
+@click.option("--momentum", type=float, default=None, help="SGD momentum [0.9].")
+@click.option("--nesterov/--no-nesterov", default=True, show_default=True, help="Nesterov momentum (SGD).")
 @click.option("--schedule", type=click.Choice(["cosine", "step"]), default="cosine", show_default=True)
 @click.option("--warmup-epochs", type=float, default=0.0, show_default=True)
 @click.option("--label-smoothing", type=float, default=0.0, show_default=True)
-@click.option("--weight-decay", type=float, default=None, help="Decoupled weight decay [sgd 5e-4, adamw 0.05].")
+@click.option("--loss", type=click.Choice(["ce", "bce"]), default="ce", show_default=True,
+              help="Softmax cross-entropy, or per-class sigmoid BCE (ResNet strikes back).")
+@click.option("--bce-threshold", type=float, default=None, help="Binarize BCE targets above this value.")
+@click.option("--mixup", type=float, default=0.0, show_default=True, help="Mixup alpha (0: off).")
+@click.option("--cutmix", type=float, default=0.0, show_default=True, help="CutMix alpha (0: off); with mixup, "
+              "each batch uses one of the two (50/50).")
+@click.option("--ema", type=float, default=None, help="Evaluate and save an exponential moving average of the "
+              "weights with this decay (e.g. 0.9998).")
+@click.option("--drop-path-rate", type=float, default=None, help="Stochastic depth: the last block's drop rate "
+              "(linear from 0 over the blocks).")
+@click.option("--weight-decay", type=float, default=None, help="Decoupled weight decay, not on BN and biases "
+              "[sgd 5e-4, adamw 0.05, lamb 0.02].")
 @click.option("--strategy", type=click.Choice(STRATEGY_NAMES), default="auto", show_default=True)
 @click.option("--mixed-precision", type=click.Choice(list(MIXED_PRECISION)), default="none", show_default=True)
 @click.option("--xla", is_flag=True, help="jit_compile the forward/backward pass.")
@@ -48,9 +68,8 @@ from reszoo.train.strategies import STRATEGY_NAMES
 @click.option("--keep-checkpoints", type=int, default=3, show_default=True)
 @click.option("--deterministic/--no-deterministic", default=True, show_default=True,
               help="Deterministic tf.data element order (off: a little faster input pipeline).")
-def train_command(model, data, val_data, label_offset, synthetic, epochs, batch_size, lr, optimizer, schedule, warmup_epochs, label_smoothing,
-                  weight_decay, strategy, mixed_precision, xla, output_dir, resume, width, image_size, augment,
-                  steps_per_epoch, seed, checkpoint_every, keep_checkpoints, deterministic, force_settings):
+@click.pass_context
+def train_command(ctx, model, recipe, data, **options):
     """Train MODEL on --data; writes checkpoints, TensorBoard logs, history.json, best.keras and final.keras.
 
     Exit 2 for user errors (e.g. resuming with changed settings), 1 when the loss diverges (NaN/inf).
@@ -60,24 +79,38 @@ def train_command(model, data, val_data, label_offset, synthetic, epochs, batch_
 
     from export.data.sources import check_source
 
-    for source in (data, val_data):
+    for source in (data, options["val_data"]):
         if source is not None:
             check_source(source)  # cheap, before TensorFlow loads
+    options = fit_options(ctx, recipe, options)
     from reszoo.train import fit
     from reszoo.train.loop import TrainingDiverged
 
-    output_dir = output_dir or os.path.join("runs", f"{model}-{os.path.basename(str(data).rstrip('/')) or 'data'}")
+    options["output_dir"] = options["output_dir"] or os.path.join(
+        "runs", f"{model}-{os.path.basename(str(data).rstrip('/')) or 'data'}")
     try:
-        result = fit(model, data, epochs=epochs, batch_size=batch_size, strategy=strategy, lr=lr, optimizer=optimizer,
-                     schedule=schedule, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
-                     weight_decay=weight_decay, mixed_precision=mixed_precision,
-                     xla=xla, output_dir=output_dir, resume=resume, seed=seed, steps_per_epoch=steps_per_epoch,
-                     model_kwargs={"width": width} if width else None, augment=augment, image_size=image_size,
-                     checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, deterministic=deterministic,
-                     force_settings=force_settings, val_data=val_data, label_offset=label_offset,
-                     synthetic=synthetic)
+        result = fit(model, data, **options)
     except TrainingDiverged as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
     if result.final_path:
         click.echo(f"best: {result.best_path}\nfinal: {result.final_path}")
+
+
+def fit_options(ctx, recipe, options):
+    """`fit` keywords from the CLI options: builder options into model_kwargs; with a recipe, only the options
+    given on the command line override its settings."""
+    from click.core import ParameterSource
+
+    model_kwargs = {key: options.pop(key) for key in MODEL_OPTIONS if options[key] is not None}
+    options = {**options, "model_kwargs": model_kwargs or None}
+    if recipe is None:
+        for key in MODEL_OPTIONS:
+            options.pop(key, None)
+        return options
+    from reszoo.train.recipe import resolve_options
+
+    given = {key: value for key, value in options.items()
+             if key == "model_kwargs" or ctx.get_parameter_source(key) == ParameterSource.COMMANDLINE}
+    defaults = {key: value for key, value in options.items() if key not in given and key not in MODEL_OPTIONS}
+    return {**defaults, **resolve_options(recipe, given, defaults.get("batch_size"))}

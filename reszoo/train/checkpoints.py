@@ -31,14 +31,15 @@ RESTORE_ERRORS = (tf.errors.OpError, ValueError, AssertionError, IndexError, Key
 
 
 class Checkpointer:
-    """Save/restore (model, optimizer, step) in `directory`; `read_from` is where restore looks (chief's dir)."""
+    """Save/restore (model, optimizer, step, `extra` trackables such as EMA weights) in `directory`; `read_from`
+    is where restore looks (chief's dir)."""
 
-    def __init__(self, directory, model, optimizer, keep=3, read_from=None, warn=None):
+    def __init__(self, directory, model, optimizer, keep=3, read_from=None, warn=None, **extra):
         self.directory = directory
         self.read_from = read_from or directory
         self.warn = warn or (lambda text: print(text, file=sys.stderr, flush=True))
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=self.step)
+        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=self.step, **extra)
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=keep,
                                                   checkpoint_name=CHECKPOINT_PREFIX)
         self.saved_step = -1

@@ -17,6 +17,7 @@ from export.core.errors import UserError
 
 # --mixed-precision choice -> Keras global dtype policy (None: float32). `fit` also takes None for "none".
 MIXED_PRECISION = {"none": None, "mixed_float16": "mixed_float16", "mixed_bfloat16": "mixed_bfloat16"}
+LOSS_NAMES = ("ce", "bce")  # reszoo.train.loop.LOSSES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +50,14 @@ class TrainConfig:
     val_data: object = None
     label_offset: int = 0
     synthetic: bool = False
+    momentum: float | None = None
+    nesterov: bool = True
+    loss: str = "ce"
+    bce_threshold: float | None = None
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    ema: float | None = None
+    recipe: str | None = None
 
     def __post_init__(self):
         for check in CHECKS:
@@ -77,6 +86,17 @@ def _check_regularization(config):
                         f"{config.warmup_epochs}")
 
 
+def _check_recipe_blocks(config):
+    if config.loss not in LOSS_NAMES:
+        raise UserError(f"unknown loss {config.loss!r}; allowed: {', '.join(LOSS_NAMES)}")
+    if config.mixup < 0 or config.cutmix < 0:
+        raise UserError(f"mixup and cutmix alphas must be >= 0; got {config.mixup}, {config.cutmix}")
+    if config.ema is not None and not 0 < config.ema < 1:
+        raise UserError(f"EMA decay must be in (0, 1); got {config.ema}")
+    if config.momentum is not None and not 0 <= config.momentum < 1:
+        raise UserError(f"momentum must be in [0, 1); got {config.momentum}")
+
+
 def _check_checkpoints(config):
     if config.checkpoint_every is not None and int(config.checkpoint_every) < 1:
         raise UserError(f"checkpoint interval must be >= 1 step; got {config.checkpoint_every}")
@@ -89,4 +109,5 @@ def _check_resume(config):
         raise UserError("resume needs an output folder (--output) holding the run's checkpoints")
 
 
-CHECKS = (_check_sizes, _check_mixed_precision, _check_regularization, _check_checkpoints, _check_resume)
+CHECKS = (_check_sizes, _check_mixed_precision, _check_regularization, _check_recipe_blocks, _check_checkpoints,
+          _check_resume)

@@ -13,7 +13,8 @@ explicitly per input pipeline (`tf.distribute.InputContext`), so workers never r
 
 Augmentations (`AUGMENTATIONS`): "none"; "cifar" (4-pixel pad + random crop, horizontal flip); "cifar-noflip"
 (pad-crop only — the default for digits, where a mirrored 2 is not a 2); "imagenet" (random resized crop,
-scale 0.08-1, aspect 3/4-4/3, + flip); "imagenet-noflip". "auto" picks "cifar-noflip" for digits, "cifar" for
+scale 0.08-1, aspect 3/4-4/3, + flip); "imagenet-noflip"; "imagenet-randaug" (+ Keras RandAugment, 2 ops at
+factor 0.6). "auto" picks "cifar-noflip" for digits, "cifar" for
 inputs up to 64 px and "imagenet" above.
 
 Example:
@@ -23,6 +24,8 @@ Example:
     >>> [tuple(x.shape) for x, y in ds]
     [(64, 32, 32, 3), (64, 32, 32, 3)]
 """
+import functools
+
 import numpy as np
 
 from export.data import sources as datasets
@@ -40,7 +43,9 @@ AUGMENTATIONS = {
     "cifar-noflip": ("pad_crop",),
     "imagenet": ("resized_crop", "flip"),
     "imagenet-noflip": ("resized_crop",),
+    "imagenet-randaug": ("resized_crop", "flip", "randaugment"),
 }
+RANDAUGMENT = {"num_ops": 2, "factor": 0.6}  # Keras RandAugment standing in for timm's rand-m6 (magnitude 6 of 10)
 
 # Per-source normalization (mean/std after scaling to [0, 1]); anything else: ImageNet statistics.
 DIGITS_MEAN_STD = ((0.5,) * 3, (0.5,) * 3)
@@ -108,7 +113,20 @@ def _resized_crop(image, seed):
     return tf.image.resize(crop, image.shape[:2], antialias=True)
 
 
-AUGMENT_STEPS = {"pad_crop": _pad_crop, "flip": _flip, "resized_crop": _resized_crop}
+@functools.lru_cache(maxsize=1)
+def _randaugment_layer():
+    import keras
+
+    return keras.layers.RandAugment(value_range=(0, 255), **RANDAUGMENT)
+
+
+def _randaugment(image, seed):
+    """Keras' RandAugment (2 random ops at factor 0.6). Its randomness is Keras' own seed generator, not the
+    stateless seed: a resumed run continues with other RandAugment draws (the rest stays exact)."""
+    return _randaugment_layer()(image, training=True)
+
+
+AUGMENT_STEPS = {"pad_crop": _pad_crop, "flip": _flip, "resized_crop": _resized_crop, "randaugment": _randaugment}
 
 
 def augment_image(image, augment, seed):
@@ -125,9 +143,24 @@ def epoch_order(n, seed, epoch):
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+def with_mixing(batches, mixing, num_classes, seed, first_index):
+    """`batches` with mixup/cutmix (`reszoo.train.mixing`) seeded by (seed, batch position), when `mixing` is on."""
+    import tensorflow as tf
+
+    if mixing is None or not mixing.active:
+        return batches
+    from reszoo.train.mixing import mix_batch
+
+    def mix(index, batch):
+        return mix_batch(batch[0], batch[1], num_classes, mixing, tf.stack([tf.cast(seed, tf.int64), index]))
+
+    return batches.enumerate(first_index).map(mix, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def train_dataset(data, spec, *, global_batch, epoch, seed, augment, steps, skip_steps=0, input_context=None,
-                  deterministic=True):
-    """Batches `skip_steps..steps-1` of `epoch`: seeded order, stateless augmentation, normalize, batch.
+                  deterministic=True, mixing=None, num_classes=None):
+    """Batches `skip_steps..steps-1` of `epoch`: seeded order, stateless augmentation, normalize, batch, and
+    mixup/cutmix when `mixing` is on (soft targets then replace the labels).
 
     With `input_context` (from `strategy.distribute_datasets_from_function`) each input pipeline keeps its own
     interleaved shard of every global batch and batches the per-replica size.
@@ -149,7 +182,19 @@ def train_dataset(data, spec, *, global_batch, epoch, seed, augment, steps, skip
         return normalize(image, spec), label
 
     images = images.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    return with_options(images.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE), deterministic)
+    batches = with_mixing(images.batch(batch, drop_remainder=True), mixing, num_classes, mixing_seed(epoch_seed,
+                          input_context), skip_steps * batches_per_step(global_batch, batch, input_context))
+    return with_options(batches.prefetch(tf.data.AUTOTUNE), deterministic)
+
+
+def batches_per_step(global_batch, batch, input_context):
+    """Batches one input pipeline delivers per global step."""
+    return global_batch // batch // (input_context.num_input_pipelines if input_context else 1)
+
+
+def mixing_seed(epoch_seed, input_context):
+    """A per-pipeline seed for mixup/cutmix."""
+    return int(epoch_seed) + 104_729 * (input_context.input_pipeline_id if input_context else 0)
 
 
 def eval_dataset(data, spec, batch_size):
@@ -190,9 +235,8 @@ def synthetic_batches(spec, global_batch, steps, num_classes, input_context=None
     import tensorflow as tf
 
     batch = input_context.get_per_replica_batch_size(global_batch) if input_context else global_batch
-    batches_per_step = global_batch // batch // (input_context.num_input_pipelines if input_context else 1)
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, (batch, *spec["input_size"], spec["channels"])).astype("float32")
     labels = rng.integers(0, num_classes, batch).astype("int32")
     one = tf.data.Dataset.from_tensors((normalize(images, spec), labels))
-    return with_options(one.repeat(steps * batches_per_step), True)
+    return with_options(one.repeat(steps * batches_per_step(global_batch, batch, input_context)), True)

@@ -82,6 +82,11 @@ class Run:
     recipe: dict  # settings + strategy, replicas, xla, overrides: the saved models' "training" metadata
     metadata: dict  # `base_metadata`
     chief: bool
+    ema: object = None  # EmaWeights when config.ema
+
+    def averaged(self):
+        """Context in which the model holds the weights to evaluate and save (EMA when on)."""
+        return self.ema.swapped() if self.ema else contextlib.nullcontext()
 
 
 def fit(model_or_name, data, **options) -> TrainResult:
@@ -154,14 +159,15 @@ def prepare_run(model_or_name, data, config, distribution, strategy_name):
     plan = plan_model(model_or_name, config.image_size, config.model_kwargs)
     inputs = prepare_inputs(plan, data, config)
     plan.kwargs.setdefault("num_classes", inputs.num_classes)
-    model, optimizer = build_in_scope(distribution, plan, inputs, config, lr, weight_decay)
+    model, optimizer, ema = build_in_scope(distribution, plan, inputs, config, lr, weight_decay)
     settings = run_settings(plan, data, inputs.train, **recipe_settings(config, inputs, lr, weight_decay))
     if config.val_data is not None:
         settings["val_data"] = str(config.val_data)
     recipe = {"strategy": strategy_name, "replicas": distribution.num_replicas_in_sync, **settings,
               "xla": bool(config.xla)}
     metadata = base_metadata(plan, inputs.spec, inputs.train, inputs.held_out, inputs.source_name)
-    return Run(config, plan, inputs, distribution, model, optimizer, settings, recipe, metadata, strategies.is_chief())
+    return Run(config, plan, inputs, distribution, model, optimizer, settings, recipe, metadata, strategies.is_chief(),
+               ema)
 
 
 def prepare_inputs(plan, data, config):
@@ -208,17 +214,22 @@ def open_train_and_held_out(data, config, input_size, channels, num_classes):
 
 
 def build_in_scope(distribution, plan, inputs, config, lr, weight_decay):
-    """(model, built optimizer) created in the strategy's scope under the mixed-precision policy."""
+    """(model, built optimizer, EmaWeights or None) created in the strategy's scope under the mixed-precision
+    policy. A loss on logits (bce) trains the model without its softmax (saved models keep it)."""
+    from reszoo.train.ema import EmaWeights
+    from reszoo.train.loop import LOSSES
     from reszoo.train.optim import make_optimizer
 
     with distribution.scope():
-        model = build_model(plan, config.policy)
+        model = build_model(plan, config.policy, logits=LOSSES[config.loss][1])
         optimizer = make_optimizer(config.optimizer, lr=lr, schedule=config.schedule,
                                    total_steps=config.epochs * inputs.steps_per_epoch,
                                    warmup_steps=round(config.warmup_epochs * inputs.steps_per_epoch),
-                                   weight_decay=weight_decay, mixed_float16=config.policy == "mixed_float16")
+                                   weight_decay=weight_decay, mixed_float16=config.policy == "mixed_float16",
+                                   momentum=config.momentum, nesterov=config.nesterov)
         optimizer.build(model.trainable_variables)
-    return model, optimizer
+        ema = EmaWeights(model, config.ema) if config.ema else None
+    return model, optimizer, ema
 
 
 def recipe_settings(config, inputs, lr, weight_decay):
@@ -227,7 +238,9 @@ def recipe_settings(config, inputs, lr, weight_decay):
                 optimizer=config.optimizer, lr=lr, schedule=config.schedule, warmup_epochs=config.warmup_epochs,
                 label_smoothing=config.label_smoothing, weight_decay=weight_decay, mixed_precision=config.policy,
                 augment=inputs.augment, seed=config.seed, deterministic=bool(config.deterministic),
-                label_offset=config.label_offset, synthetic=bool(config.synthetic))
+                label_offset=config.label_offset, synthetic=bool(config.synthetic), momentum=config.momentum,
+                nesterov=bool(config.nesterov), loss=config.loss, bce_threshold=config.bce_threshold,
+                mixup=config.mixup, cutmix=config.cutmix, ema=config.ema, recipe=config.recipe)
 
 
 def worker_dir(output_dir, chief):
@@ -241,9 +254,10 @@ def make_checkpointer(run, work_dir):
         return None
     from reszoo.train.checkpoints import Checkpointer
 
+    extra = {"ema": run.ema.trackable} if run.ema else {}
     return Checkpointer(os.path.join(work_dir, "checkpoints"), run.model, run.optimizer, run.config.keep_checkpoints,
                         read_from=os.path.join(run.config.output_dir, "checkpoints"),
-                        warn=warn if run.chief else (lambda text: None))
+                        warn=warn if run.chief else (lambda text: None), **extra)
 
 
 def resume_point(run, checkpointer):
@@ -265,22 +279,25 @@ def epoch_loop(run, log, checkpointer, best_path):
 
     config, inputs = run.config, run.inputs
     train_step = make_train_step(run.distribution, run.model, run.optimizer, num_classes=inputs.num_classes,
-                                 global_batch=config.batch_size, label_smoothing=config.label_smoothing, xla=config.xla)
+                                 global_batch=config.batch_size, label_smoothing=config.label_smoothing, xla=config.xla,
+                                 loss=config.loss, bce_threshold=config.bce_threshold, ema=run.ema)
     return EpochLoop(
-        train_step, make_eval_step(run.model, inputs.num_classes),
+        train_step, make_eval_step(run.model, inputs.num_classes, config.loss),
         pipelines.eval_batches(inputs.held_out, inputs.spec, batch_size=max(config.batch_size, 256)),
         epoch_batches(run), run.optimizer, log, inputs.steps_per_epoch, config.batch_size,
         checkpoint=(lambda step: checkpointer.save(step, run.settings)) if checkpointer else None,
         checkpoint_every=config.checkpoint_every,
         on_best=(lambda history: save_as(run, "best", history)) if best_path else None,
-        replicas=run.distribution.num_replicas_in_sync)
+        replicas=run.distribution.num_replicas_in_sync, eval_weights=run.averaged)
 
 
 def epoch_batches(run):
     """`batches(epoch, skip)`: the distributed training batches of `epoch` from step `skip` on (seeded, sharded)."""
     from reszoo.train import data as pipelines
+    from reszoo.train.mixing import Mixing
 
     config, inputs = run.config, run.inputs
+    mixing = Mixing(config.mixup, config.cutmix)
 
     def batches(epoch, skip):
         def dataset_fn(input_context):
@@ -290,7 +307,8 @@ def epoch_batches(run):
             return pipelines.train_batches(inputs.train, inputs.spec, global_batch=config.batch_size, epoch=epoch,
                                            seed=config.seed, augment=inputs.augment, steps=inputs.steps_per_epoch,
                                            skip_steps=skip, input_context=input_context,
-                                           deterministic=config.deterministic)
+                                           deterministic=config.deterministic, mixing=mixing,
+                                           num_classes=inputs.num_classes)
 
         return run.distribution.distribute_datasets_from_function(dataset_fn)
 
@@ -300,7 +318,8 @@ def epoch_batches(run):
 def save_as(run, kind, history):
     """Save the model as OUTPUT/<kind>.keras ("best" or "final") with metadata; returns the path."""
     path = os.path.join(run.config.output_dir, f"{kind}.keras")
-    save_with_metadata(run.model, run.plan, path, run.metadata, run.recipe, history, kind)
+    with run.averaged():
+        save_with_metadata(run.model, run.plan, path, run.metadata, run.recipe, history, kind)
     return path
 
 
@@ -409,20 +428,23 @@ def dtype_policy(policy):
         keras.config.set_dtype_policy(previous)
 
 
-def build_model(plan, policy=None):
-    """Build the planned model (in the current strategy scope); a given instance is cloned with its weights."""
+def build_model(plan, policy=None, logits=False):
+    """Build the planned model (in the current strategy scope); a given instance is cloned with its weights.
+    `logits` builds it without the classifier's softmax (registered models only)."""
     import keras
 
     from reszoo.models.registry import create_model
 
     with dtype_policy(policy):
         if plan.instance is None:
+            head = {"classifier_activation": None} if logits else {}
             try:
-                return create_model(plan.builder, **{**plan.kwargs, "input_shape": tuple(plan.kwargs["input_shape"])})
+                return create_model(plan.builder, **{**plan.kwargs, **head,
+                                                     "input_shape": tuple(plan.kwargs["input_shape"])})
             except (ValueError, TypeError) as error:
                 raise UserError(f"cannot build {plan.builder!r} with {plan.kwargs}: {error}") from None
-        if policy:
-            raise UserError("mixed precision needs a registered model name (the model is rebuilt under the policy)")
+        if policy or logits:
+            raise UserError("mixed precision and the bce loss need a registered model name (the model is rebuilt)")
         model = keras.models.clone_model(plan.instance)
     model.set_weights(plan.instance.get_weights())
     return model

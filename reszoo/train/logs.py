@@ -6,6 +6,7 @@ Example:
     >>> log = SilentLog()
     >>> log.step(1, loss=2.3, accuracy=0.1, images_per_second=100.0)
 """
+import math
 import os
 import sys
 
@@ -76,12 +77,13 @@ class RunLog(SilentLog):
 
     def epoch(self, epoch, record, history):
         self.message("epoch {epoch}: loss {loss:.4f} acc {accuracy:.4f} val_loss {val_loss:.4f} "
-                     "val_acc {val_accuracy:.4f} {images_per_second:.0f} img/s "
-                     "(input wait {input_wait:.0%})".format(**{"input_wait": 0.0, **record}))
+                     "val_acc {val_accuracy:.4f} top5 {val_top5:.4f} {images_per_second:.0f} img/s "
+                     "(input wait {input_wait:.0%})".format(**{"input_wait": 0.0, "val_top5": math.nan, **record}))
         if self.writer:
             with self.writer.as_default(step=record["step"]):
-                for key in ("val_loss", "val_accuracy", "lr"):
-                    write_scalar(f"epoch/{key}", record[key])
+                for key in ("val_loss", "val_accuracy", "val_top5", "lr"):
+                    if key in record:
+                        write_scalar(f"epoch/{key}", record[key])
             self.writer.flush()
         if self.output_dir:
             write_json(os.path.join(self.output_dir, HISTORY_FILE), history)

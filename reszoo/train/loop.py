@@ -14,6 +14,7 @@ Example:
     >>> loss_sum, correct = step(next(iterator))  # doctest: +SKIP
     >>> final_step = run_epochs(EpochLoop(step, ...), epochs=3, start_step=0, history=[])  # doctest: +SKIP
 """
+import contextlib
 import dataclasses
 import math
 import re
@@ -23,16 +24,42 @@ import keras
 import tensorflow as tf
 
 
-def per_example_loss(labels, probabilities, num_classes, label_smoothing):
-    """Categorical cross-entropy of softmax outputs against (smoothed) one-hot labels, float32."""
-    targets = tf.one_hot(labels, num_classes, dtype=tf.float32)
-    return keras.losses.categorical_crossentropy(targets, tf.cast(probabilities, tf.float32),
-                                                 label_smoothing=label_smoothing)
+def as_targets(labels, num_classes):
+    """Integer labels -> one-hot float32; soft targets (mixup/cutmix, rank 2) pass through."""
+    if labels.shape.rank == 2:
+        return tf.cast(labels, tf.float32)
+    return tf.one_hot(tf.cast(labels, tf.int32), num_classes, dtype=tf.float32)
 
 
-def count_correct(labels, probabilities):
-    """Number of top-1 hits in a batch (float32)."""
-    hits = tf.equal(tf.argmax(probabilities, axis=-1, output_type=tf.int32), tf.cast(labels, tf.int32))
+def cross_entropy(targets, probabilities, label_smoothing, _threshold):
+    """Categorical cross-entropy of softmax outputs against (smoothed) targets."""
+    return keras.losses.categorical_crossentropy(targets, probabilities, label_smoothing=label_smoothing)
+
+
+def binary_cross_entropy(targets, logits, label_smoothing, threshold):
+    """timm's BinaryCrossEntropy: smoothed targets (off value s/K, on value 1 - s + s/K), binarized above
+    `threshold` when given, sigmoid cross-entropy averaged over classes."""
+    classes = tf.cast(tf.shape(targets)[-1], tf.float32)
+    targets = targets * (1.0 - label_smoothing) + label_smoothing / classes
+    if threshold is not None:
+        targets = tf.cast(targets > threshold, tf.float32)
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits), axis=-1)
+
+
+# loss name -> (per-example loss(targets, outputs, label_smoothing, threshold), model outputs logits?)
+LOSSES = {"ce": (cross_entropy, False), "bce": (binary_cross_entropy, True)}
+
+
+def per_example_loss(labels, outputs, num_classes, label_smoothing, loss="ce", threshold=None):
+    """The `loss` of float32 `outputs` (probabilities for ce, logits for bce) against labels or soft targets."""
+    return LOSSES[loss][0](as_targets(labels, num_classes), tf.cast(outputs, tf.float32), label_smoothing, threshold)
+
+
+def count_correct(labels, outputs, k=1):
+    """Number of top-k hits in a batch (float32); soft targets count their largest class."""
+    if labels.shape.rank == 2:
+        labels = tf.argmax(labels, axis=-1, output_type=tf.int32)
+    hits = tf.math.in_top_k(tf.cast(labels, tf.int32), tf.cast(outputs, tf.float32), k)
     return tf.reduce_sum(tf.cast(hits, tf.float32))
 
 
@@ -48,21 +75,23 @@ def average_across_replicas(statistics):
         variable.assign(mean)
 
 
-def make_train_step(strategy, model, optimizer, *, num_classes, global_batch, label_smoothing=0.0, xla=False):
-    """A tf.function `step(batch) -> (summed per-example loss, correct count)` over all replicas."""
+def make_train_step(strategy, model, optimizer, *, num_classes, global_batch, label_smoothing=0.0, xla=False,
+                    loss="ce", bce_threshold=None, ema=None):
+    """A tf.function `step(batch) -> (summed per-example loss, correct count)` over all replicas; `ema`
+    (an `EmaWeights`) is updated after every step."""
     variables = model.trainable_variables
     scales_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
     def forward_backward(images, labels):
         with tf.GradientTape() as tape:
-            probabilities = model(images, training=True)
-            losses = per_example_loss(labels, probabilities, num_classes, label_smoothing)
-            loss = tf.nn.compute_average_loss(losses, global_batch_size=global_batch)
+            outputs = model(images, training=True)
+            losses = per_example_loss(labels, outputs, num_classes, label_smoothing, loss, bce_threshold)
+            mean_loss = tf.nn.compute_average_loss(losses, global_batch_size=global_batch)
             if model.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n([tf.cast(l, tf.float32) for l in model.losses]))
-            scaled = optimizer.scale_loss(loss) if scales_loss else loss
+                mean_loss += tf.nn.scale_regularization_loss(tf.add_n([tf.cast(l, tf.float32) for l in model.losses]))
+            scaled = optimizer.scale_loss(mean_loss) if scales_loss else mean_loss
         gradients = tape.gradient(scaled, variables)
-        return gradients, tf.reduce_sum(losses), count_correct(labels, probabilities)
+        return gradients, tf.reduce_sum(losses), count_correct(labels, outputs)
 
     if xla:
         forward_backward = tf.function(forward_backward, jit_compile=True)
@@ -79,33 +108,37 @@ def make_train_step(strategy, model, optimizer, *, num_classes, global_batch, la
     @tf.function
     def step(batch):
         loss_sum, correct = strategy.run(replica_step, args=batch)
+        if ema is not None:
+            ema.update()
         reduce = tf.distribute.ReduceOp.SUM
         return strategy.reduce(reduce, loss_sum, axis=None), strategy.reduce(reduce, correct, axis=None)
 
     return step
 
 
-def make_eval_step(model, num_classes):
-    """A tf.function `evaluate(images, labels) -> (summed loss, correct)` on one batch, inference mode."""
+def make_eval_step(model, num_classes, loss="ce"):
+    """A tf.function `evaluate(images, labels) -> (summed loss, top-1 hits, top-5 hits)` on one batch."""
+    top = min(5, num_classes)
 
     @tf.function
     def evaluate(images, labels):
-        probabilities = model(images, training=False)
-        return (tf.reduce_sum(per_example_loss(labels, probabilities, num_classes, 0.0)),
-                count_correct(labels, probabilities))
+        outputs = model(images, training=False)
+        return (tf.reduce_sum(per_example_loss(labels, outputs, num_classes, 0.0, loss)),
+                count_correct(labels, outputs), count_correct(labels, outputs, top))
 
     return evaluate
 
 
 def evaluate(eval_step, dataset):
-    """(mean loss, accuracy) of `eval_step` over a (non-distributed) dataset."""
-    loss_sum = correct = count = 0.0
+    """{"val_loss", "val_accuracy", "val_top5"} of `eval_step` over a (non-distributed) dataset."""
+    totals = [0.0, 0.0, 0.0]
+    count = 0
     for images, labels in dataset:
-        batch_loss, batch_correct = eval_step(images, labels)
-        loss_sum += float(batch_loss)
-        correct += float(batch_correct)
+        for index, value in enumerate(eval_step(images, labels)):
+            totals[index] += float(value)
         count += int(labels.shape[0])
-    return loss_sum / max(count, 1), correct / max(count, 1)
+    loss_sum, correct, top5 = (total / max(count, 1) for total in totals)
+    return {"val_loss": loss_sum, "val_accuracy": correct, "val_top5": top5}
 
 
 class TrainingDiverged(RuntimeError):
@@ -143,6 +176,7 @@ class EpochLoop:
     checkpoint_every: int | None = None
     on_best: object = None
     replicas: int = 1
+    eval_weights: object = contextlib.nullcontext  # () -> context manager: the weights evaluated (EMA)
 
 
 def timed(batches):
@@ -188,9 +222,10 @@ def run_epoch(loop, epoch, step):
             loop.checkpoint(step)
     seconds = time.perf_counter() - started
     seen = max((step - epoch * loop.steps_per_epoch - skip) * loop.batch_size, 1)
-    val_loss, val_accuracy = evaluate(loop.eval_step, loop.eval_data)
+    with loop.eval_weights():
+        validation = evaluate(loop.eval_step, loop.eval_data)
     return step, {"epoch": epoch + 1, "step": step, "loss": loss_sum / seen, "accuracy": correct / seen,
-                  "val_loss": val_loss, "val_accuracy": val_accuracy, "images_per_second": seen / seconds,
+                  **validation, "images_per_second": seen / seconds,
                   "images_per_second_per_replica": seen / seconds / loop.replicas,
                   "input_wait": waited / seconds, "lr": float(loop.optimizer.learning_rate)}
 

@@ -17,6 +17,7 @@ from export.core.errors import UserError
 OPTIMIZER_DEFAULTS = {  # name -> (default lr, default weight decay)
     "sgd": (0.1, 5e-4),
     "adamw": (1e-3, 0.05),
+    "lamb": (5e-3, 0.02),  # You et al. 2020; ResNet strikes back uses 5e-3..8e-3 at batch 2048 with wd 0.01-0.02
 }
 SCHEDULES = ("cosine", "step")
 STEP_BOUNDARIES = (0.5, 0.75)  # fractions of the run after which the step schedule multiplies lr by 0.1
@@ -58,15 +59,20 @@ def _step(progress):
 _DECAYS = {"cosine": _cosine, "step": _step}
 
 
-def _sgd(schedule, weight_decay):
-    return keras.optimizers.SGD(schedule, momentum=SGD_MOMENTUM, nesterov=True, weight_decay=weight_decay or None)
+def _sgd(schedule, weight_decay, momentum, nesterov):
+    return keras.optimizers.SGD(schedule, momentum=SGD_MOMENTUM if momentum is None else momentum, nesterov=nesterov,
+                                weight_decay=weight_decay or None)
 
 
-def _adamw(schedule, weight_decay):
+def _adamw(schedule, weight_decay, momentum, nesterov):
     return keras.optimizers.AdamW(schedule, weight_decay=weight_decay or 0.0)
 
 
-_OPTIMIZERS = {"sgd": _sgd, "adamw": _adamw}
+def _lamb(schedule, weight_decay, momentum, nesterov):
+    return keras.optimizers.Lamb(schedule, weight_decay=weight_decay or None)
+
+
+_OPTIMIZERS = {"sgd": _sgd, "adamw": _adamw, "lamb": _lamb}
 
 
 def resolve_hyperparameters(optimizer, lr=None, weight_decay=None):
@@ -81,11 +87,14 @@ def resolve_hyperparameters(optimizer, lr=None, weight_decay=None):
     return lr, weight_decay
 
 
-def make_optimizer(name, *, lr, schedule, total_steps, warmup_steps=0, weight_decay=0.0, mixed_float16=False):
-    """A Keras optimizer with a warmup schedule; wrapped in LossScaleOptimizer for mixed_float16."""
+def make_optimizer(name, *, lr, schedule, total_steps, warmup_steps=0, weight_decay=0.0, mixed_float16=False,
+                   momentum=None, nesterov=True):
+    """A Keras optimizer with a warmup schedule; wrapped in LossScaleOptimizer for mixed_float16. Weight decay
+    skips BN parameters and biases (`NO_DECAY_NAMES`); `momentum`/`nesterov` are SGD's (default 0.9, Nesterov)."""
     if schedule not in SCHEDULES:
         raise UserError(f"unknown schedule {schedule!r}; allowed: {', '.join(SCHEDULES)}")
-    optimizer = _OPTIMIZERS[name](WarmupSchedule(lr, total_steps, warmup_steps, schedule), weight_decay)
+    schedule_fn = WarmupSchedule(lr, total_steps, warmup_steps, schedule)
+    optimizer = _OPTIMIZERS[name](schedule_fn, weight_decay, momentum, nesterov)
     if weight_decay:
         optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY_NAMES))
     return keras.optimizers.LossScaleOptimizer(optimizer) if mixed_float16 else optimizer

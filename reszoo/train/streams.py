@@ -210,11 +210,12 @@ def decode_for_eval(encoded, spec):
 
 
 def train_stream_dataset(stream, spec, *, global_batch, epoch, seed, augment, steps, skip_steps=0,
-                         input_context=None, deterministic=True, shuffle_buffer=SHUFFLE_BUFFER):
+                         input_context=None, deterministic=True, shuffle_buffer=SHUFFLE_BUFFER, mixing=None,
+                         num_classes=None):
     """Batches `skip_steps..steps-1` of `epoch` for this input pipeline (see the module docstring)."""
     import tensorflow as tf
 
-    from reszoo.train.data import with_options
+    from reszoo.train.data import batches_per_step, mixing_seed, with_mixing, with_options
 
     pipelines, index = _pipeline(input_context)
     batch = input_context.get_per_replica_batch_size(global_batch) if input_context else global_batch
@@ -229,7 +230,10 @@ def train_stream_dataset(stream, spec, *, global_batch, epoch, seed, augment, st
         return normalize(image, spec), label
 
     images = records.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    return with_options(images.batch(batch, drop_remainder=True).prefetch(PREFETCH_BATCHES), deterministic)
+    batches = with_mixing(images.batch(batch, drop_remainder=True), mixing, num_classes,
+                          mixing_seed(epoch_seed, input_context),
+                          skip_steps * batches_per_step(global_batch, batch, input_context))
+    return with_options(batches.prefetch(PREFETCH_BATCHES), deterministic)
 
 
 def eval_stream_dataset(stream, spec, batch_size):

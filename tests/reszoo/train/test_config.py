@@ -1,7 +1,6 @@
 """`fit`'s parts without a model: TrainConfig (the keywords, checked once), the epoch loop (`loop.run_epochs`) on
 stand-in steps, and the option tables the CLIs take their choices from."""
 import dataclasses
-import inspect
 import math
 from types import SimpleNamespace
 
@@ -13,10 +12,10 @@ from reszoo.train.config import MIXED_PRECISION, TrainConfig
 
 
 def test_every_cli_option_is_a_config_field_and_unknown_keywords_fail():
-    from reszoo.cli.train_cmd import train_command
+    from reszoo.cli.train_cmd import MODEL_OPTIONS, train_command
 
     fields = {field.name for field in dataclasses.fields(TrainConfig)}
-    cli = set(inspect.signature(train_command.callback).parameters) - {"model", "data", "width"}
+    cli = {parameter.name for parameter in train_command.params} - {"model", "data", *MODEL_OPTIONS}
     assert cli <= fields and "model_kwargs" in fields
     with pytest.raises(TypeError, match="epochz"):
         TrainConfig(epochz=1, batch_size=8)
