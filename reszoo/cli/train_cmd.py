@@ -72,7 +72,8 @@ MODEL_OPTIONS = ("width", "drop_path_rate")
 def train_command(ctx, model, recipe, data, **options):
     """Train MODEL on --data; writes checkpoints, TensorBoard logs, history.json, best.keras and final.keras.
 
-    Exit 2 for user errors (e.g. resuming with changed settings), 1 when the loss diverges (NaN/inf).
+    Exit 2 for user errors (e.g. resuming with changed settings), 1 when the loss diverges (NaN/inf), 42 after
+    a SIGTERM (checkpoint saved on every worker; the same command continues the run).
     """
     import os
     import sys
@@ -85,6 +86,7 @@ def train_command(ctx, model, recipe, data, **options):
     options = fit_options(ctx, recipe, options)
     from reszoo.train import fit
     from reszoo.train.loop import TrainingDiverged
+    from reszoo.train.preemption import PREEMPTED_EXIT, Preempted
 
     options["output_dir"] = options["output_dir"] or os.path.join(
         "runs", f"{model}-{os.path.basename(str(data).rstrip('/')) or 'data'}")
@@ -93,6 +95,9 @@ def train_command(ctx, model, recipe, data, **options):
     except TrainingDiverged as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
+    except Preempted as stopped:
+        click.echo(str(stopped), err=True)
+        sys.exit(PREEMPTED_EXIT)
     if result.final_path:
         click.echo(f"best: {result.best_path}\nfinal: {result.final_path}")
 

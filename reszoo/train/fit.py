@@ -111,7 +111,7 @@ def fit(model_or_name, data, **options) -> TrainResult:
     from reszoo.train.logs import RunLog, SilentLog
     from reszoo.train.loop import run_epochs
 
-    config = TrainConfig(**options)
+    config = resume_after_preemption(TrainConfig(**options))
     distribution, strategy_name = start_strategy(config)  # first: multi-worker must exist before any TF op
     run = prepare_run(model_or_name, data, config, distribution, strategy_name)
     work_dir = worker_dir(config.output_dir, run.chief)
@@ -121,7 +121,9 @@ def fit(model_or_name, data, **options) -> TrainResult:
         start_step, history = resume_point(run, checkpointer)
         best_path = os.path.join(config.output_dir, "best.keras") if config.output_dir and run.chief else None
         log = RunLog(work_dir, config.verbose) if run.chief else SilentLog()
-        step = run_epochs(epoch_loop(run, log, checkpointer, best_path), config.epochs, start_step, history)
+        with watching_preemption(run, checkpointer) as loop_options:
+            step = run_epochs(epoch_loop(run, log, checkpointer, best_path, **loop_options), config.epochs,
+                              start_step, history)
         final_path = save_as(run, "final", history) if config.output_dir and run.chief else None
     if config.output_dir and not run.chief:
         remove_created(work_dir)
@@ -272,7 +274,43 @@ def resume_point(run, checkpointer):
     return start_step, load_history(config.output_dir, epochs_done)
 
 
-def epoch_loop(run, log, checkpointer, best_path):
+def resume_after_preemption(config):
+    """`config` with resume on when the run folder says its last run was preempted (same command relaunched)."""
+    from reszoo.train.preemption import preempted_step
+
+    step = preempted_step(config.output_dir)
+    if step is None or config.resume:
+        return config
+    say(config, f"the last run was preempted at step {step}: resuming")
+    return dataclasses.replace(config, resume=True)
+
+
+@contextlib.contextmanager
+def watching_preemption(run, checkpointer):
+    """While training with checkpoints, SIGTERM saves one at the next step on every worker and raises Preempted
+    (`reszoo.train.preemption`); yields the EpochLoop options that wire it (none without an output folder)."""
+    from reszoo.train.preemption import Preempted, PreemptionWatch, clear_marker, write_marker
+
+    if checkpointer is None:
+        yield {}
+        return
+
+    def on_preempted(step):
+        checkpointer.save(step, run.settings)
+        if run.chief:
+            write_marker(run.config.output_dir, step)
+        raise Preempted(step, run.config.output_dir)
+
+    if run.chief:
+        clear_marker(run.config.output_dir)
+    watch = PreemptionWatch()
+    with watch.installed():
+        if run.config.verbose:  # every worker: its SIGTERM handler is in place from here on
+            print("preemption: a SIGTERM to any worker checkpoints every worker at the same step, exit 42", flush=True)
+        yield {"stop_flag": watch.flag, "on_preempted": on_preempted}
+
+
+def epoch_loop(run, log, checkpointer, best_path, **preemption):
     """The `loop.EpochLoop` of `run`: train/eval steps, eval data, batches, checkpoints and best.keras saving."""
     from reszoo.train import data as pipelines
     from reszoo.train.loop import EpochLoop, make_eval_step, make_train_step
@@ -288,7 +326,7 @@ def epoch_loop(run, log, checkpointer, best_path):
         checkpoint=(lambda step: checkpointer.save(step, run.settings)) if checkpointer else None,
         checkpoint_every=config.checkpoint_every,
         on_best=(lambda history: save_as(run, "best", history)) if best_path else None,
-        replicas=run.distribution.num_replicas_in_sync, eval_weights=run.averaged)
+        replicas=run.distribution.num_replicas_in_sync, eval_weights=run.averaged, **preemption)
 
 
 def epoch_batches(run):

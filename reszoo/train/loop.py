@@ -77,8 +77,9 @@ def average_across_replicas(statistics):
 
 def make_train_step(strategy, model, optimizer, *, num_classes, global_batch, label_smoothing=0.0, xla=False,
                     loss="ce", bce_threshold=None, ema=None):
-    """A tf.function `step(batch) -> (summed per-example loss, correct count)` over all replicas; `ema`
-    (an `EmaWeights`) is updated after every step."""
+    """A tf.function `step(batch, stop_flag) -> (summed per-example loss, correct count, stop)` over all
+    replicas; `stop` is the sum over every replica of `stop_flag` (int32: 1 after a local SIGTERM), so all
+    workers learn of a preemption at the same step. `ema` (an `EmaWeights`) is updated after every step."""
     variables = model.trainable_variables
     scales_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
@@ -106,12 +107,13 @@ def make_train_step(strategy, model, optimizer, *, num_classes, global_batch, la
         return loss_sum, correct
 
     @tf.function
-    def step(batch):
+    def step(batch, stop_flag):
         loss_sum, correct = strategy.run(replica_step, args=batch)
         if ema is not None:
             ema.update()
+        stop = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(tf.identity, args=(stop_flag,)), axis=None)
         reduce = tf.distribute.ReduceOp.SUM
-        return strategy.reduce(reduce, loss_sum, axis=None), strategy.reduce(reduce, correct, axis=None)
+        return strategy.reduce(reduce, loss_sum, axis=None), strategy.reduce(reduce, correct, axis=None), stop
 
     return step
 
@@ -177,6 +179,8 @@ class EpochLoop:
     on_best: object = None
     replicas: int = 1
     eval_weights: object = contextlib.nullcontext  # () -> context manager: the weights evaluated (EMA)
+    stop_flag: object = None  # () -> int32 tensor, 1 after a SIGTERM (None: never)
+    on_preempted: object = None  # (step) -> None: checkpoint, then raise Preempted
 
 
 def timed(batches):
@@ -210,7 +214,8 @@ def run_epoch(loop, epoch, step):
     started = time.perf_counter()
     for batch, wait in timed(loop.batches(epoch, skip)):
         waited += wait
-        batch_loss, batch_correct = loop.train_step(batch)
+        stop_flag = loop.stop_flag() if loop.stop_flag else tf.constant(0, tf.int32)
+        batch_loss, batch_correct, stop = loop.train_step(batch, stop_flag)
         loss_sum += check_finite_loss(batch_loss, step + 1, epoch + 1)
         correct += float(batch_correct)
         step += 1
@@ -220,6 +225,8 @@ def run_epoch(loop, epoch, step):
                       input_wait=waited / elapsed)
         if loop.checkpoint and loop.checkpoint_every and step % loop.checkpoint_every == 0:
             loop.checkpoint(step)
+        if int(stop):
+            loop.on_preempted(step)  # checkpoints and raises
     seconds = time.perf_counter() - started
     seen = max((step - epoch * loop.steps_per_epoch - skip) * loop.batch_size, 1)
     with loop.eval_weights():

@@ -94,9 +94,9 @@ def stand_in_loop(losses, accuracies, checkpoint_every=None):
 
     def eval_step(images, batch_labels):
         accuracy = accuracies[epoch_of[-1][0]]
-        return 0.5 * len(batch_labels), accuracy * len(batch_labels)
+        return 0.5 * len(batch_labels), accuracy * len(batch_labels), len(batch_labels)
 
-    loop = EpochLoop(train_step=lambda i: (losses[i] * 8, 4.0), eval_step=eval_step, eval_data=[(None, labels)],
+    loop = EpochLoop(train_step=lambda i, stop: (losses[i] * 8, 4.0, 0), eval_step=eval_step, eval_data=[(None, labels)],
                      batches=batches, optimizer=SimpleNamespace(learning_rate=0.1), log=Recorder(),
                      steps_per_epoch=len(losses), batch_size=8, checkpoint=saved.append,
                      checkpoint_every=checkpoint_every, on_best=lambda history: best.append(history[-1]["epoch"]))
