@@ -59,8 +59,9 @@ def reszoo_round(data, batch_size, steps, classes, xla, keras_model=False):
         batches = strategy.distribute_datasets_from_function(lambda context: train_dataset(
             data, spec, global_batch=batch_size, epoch=next(epoch), seed=0, augment="none", steps=steps,
             input_context=context))
+        keep_going = tf.constant(0, tf.int32)  # the preemption flag `reszoo train` passes
         for batch in batches:
-            loss, _ = step(batch)
+            loss, _, _ = step(batch, keep_going)
         float(loss)
 
     return run

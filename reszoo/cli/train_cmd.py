@@ -13,7 +13,7 @@ from reszoo.train.strategies import STRATEGY_NAMES
 
 
 # CLI options whose values go to `fit` under another shape (the rest pass through by name)
-MODEL_OPTIONS = ("width", "drop_path_rate")
+MODEL_OPTIONS = ("width", "drop_path_rate", "num_classes")
 
 
 @click.command("train")
@@ -54,11 +54,15 @@ MODEL_OPTIONS = ("width", "drop_path_rate")
 @click.option("--strategy", type=click.Choice(STRATEGY_NAMES), default="auto", show_default=True)
 @click.option("--mixed-precision", type=click.Choice(list(MIXED_PRECISION)), default="none", show_default=True)
 @click.option("--xla", is_flag=True, help="jit_compile the forward/backward pass.")
+@click.option("--sync-bn", is_flag=True, help="Batch-norm statistics over the global batch (all replicas), for "
+              "small per-replica batches.")
 @click.option("--output", "output_dir", default=None, help="Run folder [runs/MODEL-DATA].")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --output.")
 @click.option("--force-settings", is_flag=True,
               help="With --resume: accept changed settings (recorded in run.json and the saved models).")
 @click.option("--width", type=int, default=None, help="Model width (e.g. 8 for a narrow CIFAR ResNet).")
+@click.option("--num-classes", type=int, default=None, help="Classes [from the data: folders, dataset.json beside "
+              "shards, labels; else the model's default, 1000 for ImageNet models].")
 @click.option("--image-size", type=int, default=None, help="Square input size [the model's default].")
 @click.option("--augment", default="auto", show_default=True,
               help=f"auto, {', '.join(AUGMENTATIONS)}.")

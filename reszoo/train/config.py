@@ -58,6 +58,7 @@ class TrainConfig:
     cutmix: float = 0.0
     ema: float | None = None
     recipe: str | None = None
+    sync_bn: bool = False
 
     def __post_init__(self):
         for check in CHECKS:

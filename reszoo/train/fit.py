@@ -182,7 +182,7 @@ def prepare_inputs(plan, data, config):
     from reszoo.train import data as pipelines
 
     input_size, channels = plan.kwargs["input_shape"][:2], plan.kwargs["input_shape"][2]
-    train, held_out = open_train_and_held_out(data, config, input_size, channels, plan.kwargs.get("num_classes"))
+    train, held_out = open_train_and_held_out(data, config, input_size, channels, planned_classes(plan))
     steps = int(config.steps_per_epoch or train.count // config.batch_size)
     if steps < 1:
         raise UserError(f"batch size {config.batch_size} is larger than the {train.count} training images")
@@ -192,6 +192,18 @@ def prepare_inputs(plan, data, config):
         spec["crop_pct"] = EVAL_CROP_PCT
     return TrainInputs(train, held_out, train.source, len(train.class_names) or int(train.y.max()) + 1, spec,
                        augment, steps)
+
+
+def planned_classes(plan):
+    """The class count the plan asks for (num_classes), else the registered model's default (1000 for ImageNet
+    models), else the given model's output size: what shards without dataset.json are taken to hold."""
+    if plan.kwargs.get("num_classes"):
+        return plan.kwargs["num_classes"]
+    if plan.instance is not None:
+        return plan.instance.output_shape[-1]
+    from reszoo.models.registry import get_entry
+
+    return get_entry(plan.builder).default_classes
 
 
 def open_data(source, config, input_size, channels, num_classes):
@@ -224,6 +236,8 @@ def build_in_scope(distribution, plan, inputs, config, lr, weight_decay):
 
     with distribution.scope():
         model = build_model(plan, config.policy, logits=LOSSES[config.loss][1])
+        if config.sync_bn:
+            synchronize_batch_norm(model)
         optimizer = make_optimizer(config.optimizer, lr=lr, schedule=config.schedule,
                                    total_steps=config.epochs * inputs.steps_per_epoch,
                                    warmup_steps=round(config.warmup_epochs * inputs.steps_per_epoch),
@@ -234,6 +248,17 @@ def build_in_scope(distribution, plan, inputs, config, lr, weight_decay):
     return model, optimizer, ema
 
 
+def synchronize_batch_norm(model):
+    """Batch statistics over the global batch (all replicas) in every BatchNormalization (`--sync-bn`): for small
+    per-replica batches. Saved models are rebuilt without it (inference uses the moving statistics)."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
+    return model
+
+
 def recipe_settings(config, inputs, lr, weight_decay):
     """The recipe part of `run_settings` (resolved values: lr, weight decay, policy, augmentation, steps)."""
     return dict(epochs=config.epochs, batch_size=config.batch_size, steps_per_epoch=inputs.steps_per_epoch,
@@ -242,7 +267,8 @@ def recipe_settings(config, inputs, lr, weight_decay):
                 augment=inputs.augment, seed=config.seed, deterministic=bool(config.deterministic),
                 label_offset=config.label_offset, synthetic=bool(config.synthetic), momentum=config.momentum,
                 nesterov=bool(config.nesterov), loss=config.loss, bce_threshold=config.bce_threshold,
-                mixup=config.mixup, cutmix=config.cutmix, ema=config.ema, recipe=config.recipe)
+                mixup=config.mixup, cutmix=config.cutmix, ema=config.ema, recipe=config.recipe,
+                sync_bn=bool(config.sync_bn))
 
 
 def worker_dir(output_dir, chief):

@@ -60,7 +60,7 @@ class Stream:
 
 def open_stream(source, label_offset=0, num_classes=None):
     """The Stream of a folder tree or a TFRecord glob. Class names: the folders, the shards' dataset.json, else
-    `num_classes` integers (`reszoo data shards` writes dataset.json)."""
+    `num_classes` integers (`reszoo data shards` writes dataset.json; training passes the model's class count)."""
     source = str(source)
     if sources.source_kind(source) == "folder":
         paths, labels, names = sources.list_image_files(source)

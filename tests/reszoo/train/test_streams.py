@@ -192,3 +192,28 @@ def test_an_image_corrupt_past_its_header_stops_training_in_one_line(tmp_path, r
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert len(errors) == 1 and errors[0].startswith("error: training data: an image could not be decoded: "), errors
     assert "PNG" in errors[0] and "{{" not in errors[0], errors
+
+
+def test_two_localhost_workers_train_on_shards(shards, tmp_path):
+    """MultiWorkerMirroredStrategy with the streamed pipeline: each worker reads its own 2 of the 4 shards."""
+    import subprocess
+    import sys
+
+    from tests.reszoo.train.test_strategies import free_ports
+
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    root = shards / "shards"
+    processes = []
+    for index in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": {"worker": workers},
+                                                      "task": {"type": "worker", "index": index}})}
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "reszoo", "train", "resnet20", "--strategy", "multi-worker", "--data",
+             str(root / "train-*.tfrecord"), "--val-data", str(root / "validation-*.tfrecord"), "--width", "4",
+             "--image-size", "16", "--epochs", "2", "--batch-size", "6", "--output", str(tmp_path / "run")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    results = [process.communicate(timeout=600) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], [err[-2000:] for _, err in results]
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [record["step"] for record in history] == [4, 8]  # 24 records / global batch 6 per epoch
+    assert history[-1]["images_per_second_per_replica"] == pytest.approx(history[-1]["images_per_second"] / 2)
