@@ -28,6 +28,7 @@ COMMANDS = {
     "import": "reszoo.cli.import_cmd:import_command",
     "data": "reszoo.cli.data_cmd:data_command",
     "verify": "reszoo.cli.verify_cmd:verify_command",
+    "predict": "reszoo.cli.predict_cmd:predict_command",
 }
 
 
