@@ -102,7 +102,7 @@ def make_train_step(strategy, model, optimizer, *, num_classes, global_batch, la
     def replica_step(images, labels):
         gradients, loss_sum, correct = forward_backward(images, labels)
         optimizer.apply_gradients(zip(gradients, variables))
-        if strategy.num_replicas_in_sync > 1:
+        if strategy.num_replicas_in_sync > 1 and statistics:  # a model without BN has none to average
             average_across_replicas(statistics)
         return loss_sum, correct
 
