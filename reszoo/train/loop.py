@@ -75,6 +75,20 @@ def average_across_replicas(statistics):
         variable.assign(mean)
 
 
+def agree_on_overflow(gradients):
+    """The gradients, all NaN on every replica when any replica's are not finite.
+
+    LossScaleOptimizer decides to skip a step (and lower the loss scale) from each replica's OWN gradients, before
+    they are summed: a float16 overflow on one replica only would let the others apply the step (replicas
+    diverge, weights turn non-finite) or leave workers waiting on each other's all-reduce. One scalar all-reduce
+    makes every replica see the overflow, so all skip alike, as one device with the whole batch would.
+    """
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients if g is not None])
+    overflowed = tf.distribute.get_replica_context().all_reduce(
+        tf.distribute.ReduceOp.SUM, tf.cast(tf.logical_not(finite), tf.float32)) > 0
+    return [g if g is None else tf.where(overflowed, tf.constant(float("nan"), g.dtype), g) for g in gradients]
+
+
 def make_train_step(strategy, model, optimizer, *, num_classes, global_batch, label_smoothing=0.0, xla=False,
                     loss="ce", bce_threshold=None, ema=None):
     """A tf.function `step(batch, stop_flag) -> (summed per-example loss, correct count, stop)` over all
@@ -101,6 +115,8 @@ def make_train_step(strategy, model, optimizer, *, num_classes, global_batch, la
 
     def replica_step(images, labels):
         gradients, loss_sum, correct = forward_backward(images, labels)
+        if scales_loss and strategy.num_replicas_in_sync > 1:
+            gradients = agree_on_overflow(gradients)
         optimizer.apply_gradients(zip(gradients, variables))
         if strategy.num_replicas_in_sync > 1 and statistics:  # a model without BN has none to average
             average_across_replicas(statistics)
