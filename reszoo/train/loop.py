@@ -199,6 +199,17 @@ class EpochLoop:
     on_preempted: object = None  # (step) -> None: checkpoint, then raise Preempted
 
 
+def input_error(message):
+    """The user's line for an input-pipeline failure: a label outside the classes (`streams.checked_label`), else
+    an undecodable image; TensorFlow's node prefixes dropped."""
+    from reszoo.train.streams import LABEL_RANGE_ERROR
+
+    found = re.search(re.escape(LABEL_RANGE_ERROR) + r"[^\]\n]*?(?=\] \[|\]$|$)", message)
+    if found:
+        return found.group(0)
+    return "an image could not be decoded: " + re.sub(r"\{\{.*?\}\}\s*", "", message.splitlines()[0])
+
+
 def timed(batches):
     """Yield (batch, seconds spent waiting for it) from `batches`: the time the input pipeline made a step wait.
 
@@ -214,8 +225,7 @@ def timed(batches):
         except StopIteration:
             return
         except tf.errors.InvalidArgumentError as error:
-            reason = re.sub(r"\{\{.*?\}\}\s*", "", error.message.splitlines()[0])  # drop TF's node prefix
-            raise UserError(f"training data: an image could not be decoded: {reason}") from None
+            raise UserError(f"training data: {input_error(error.message)}") from None
         yield batch, time.perf_counter() - started
 
 

@@ -209,6 +209,23 @@ def decode_for_eval(encoded, spec):
     return image
 
 
+LABEL_RANGE_ERROR = "label out of range"  # the start of the message `checked_label` fails with
+
+
+def checked_label(label, num_classes):
+    """`label`, failing the pipeline (InvalidArgumentError) when it is not in 0..num_classes-1: a label the loss
+    would turn into an all-zero target (e.g. ImageNet's 1..1000 read without --label-offset 1)."""
+    import tensorflow as tf
+
+    if not num_classes:
+        return label
+    in_range = tf.logical_and(label >= 0, label < num_classes)
+    message = (f"{LABEL_RANGE_ERROR}: the model has {num_classes} classes (0..{num_classes - 1}); ImageNet shards "
+               "label 1..1000: pass --label-offset 1")
+    with tf.control_dependencies([tf.debugging.Assert(in_range, [message, label])]):
+        return tf.identity(label)
+
+
 def train_stream_dataset(stream, spec, *, global_batch, epoch, seed, augment, steps, skip_steps=0,
                          input_context=None, deterministic=True, shuffle_buffer=SHUFFLE_BUFFER, mixing=None,
                          num_classes=None):
@@ -227,7 +244,7 @@ def train_stream_dataset(stream, spec, *, global_batch, epoch, seed, augment, st
     def prepare(position, pair):
         encoded, label = pair
         image = decode_for_training(encoded, spec, augment, tf.stack([epoch_seed, position]))
-        return normalize(image, spec), label
+        return normalize(image, spec), checked_label(label, num_classes)
 
     images = records.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     batches = with_mixing(images.batch(batch, drop_remainder=True), mixing, num_classes,

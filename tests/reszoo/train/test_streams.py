@@ -217,3 +217,23 @@ def test_two_localhost_workers_train_on_shards(shards, tmp_path):
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [record["step"] for record in history] == [4, 8]  # 24 records / global batch 6 per epoch
     assert history[-1]["images_per_second_per_replica"] == pytest.approx(history[-1]["images_per_second"] / 2)
+
+
+def test_labels_outside_the_classes_stop_training_in_one_line(tmp_path, run_cli):
+    """ImageNet-style 1-based labels read without --label-offset: label == classes would silently become an
+    all-zero target; the pipeline refuses it, naming the fix."""
+    image = tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)).numpy()
+    for split, labels in (("train", [1, 2, 3] * 4), ("validation", [1, 2, 3])):
+        with tf.io.TFRecordWriter(str(tmp_path / f"{split}-00000-of-00001.tfrecord")) as writer:
+            for label in labels:
+                writer.write(imagenet_example(image, label, str(label)))
+    args = ["train", "resnet20", "--data", tmp_path / "train-*.tfrecord", "--val-data",
+            tmp_path / "validation-*.tfrecord", "--num-classes", "3", "--width", "4", "--image-size", "8",
+            "--epochs", "1", "--batch-size", "4"]
+    done = run_cli(*args, "--output", tmp_path / "run")
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert len(errors) == 1 and "label out of range: the model has 3 classes" in errors[0], errors
+    assert "--label-offset 1" in errors[0], errors
+    fixed = run_cli(*args, "--label-offset", "1", "--output", tmp_path / "run2")
+    assert fixed.returncode == 0, fixed.stderr[-3000:]
