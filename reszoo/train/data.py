@@ -36,7 +36,7 @@ PAD_CROP_PIXELS = 4
 RESIZED_CROP_SCALE = (0.08, 1.0)
 RESIZED_CROP_RATIO = (3 / 4, 4 / 3)
 
-# name -> ordered augmentation steps (see `AUGMENT_STEPS`).
+# name -> ordered augmentation steps (see `_AUGMENT_STEPS`).
 AUGMENTATIONS = {
     "none": (),
     "cifar": ("pad_crop", "flip"),
@@ -102,13 +102,21 @@ def _flip(image, seed):
     return tf.image.stateless_random_flip_left_right(image, seed=seed)
 
 
-def _resized_crop(image, seed):
+def resized_crop_box(shape, seed):
+    """(begin, size) of an Inception-style crop (scale 0.08-1, aspect 3/4-4/3) of an image of `shape` (HWC)."""
     import tensorflow as tf
 
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
+        shape, bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
         area_range=RESIZED_CROP_SCALE, aspect_ratio_range=RESIZED_CROP_RATIO, max_attempts=10,
         use_image_if_no_bounding_boxes=True)
+    return begin, size
+
+
+def _resized_crop(image, seed):
+    import tensorflow as tf
+
+    begin, size = resized_crop_box(tf.shape(image), seed)
     crop = tf.slice(image, begin, size)
     return tf.image.resize(crop, image.shape[:2], antialias=True)
 
@@ -126,15 +134,17 @@ def _randaugment(image, seed):
     return _randaugment_layer()(image, training=True)
 
 
-AUGMENT_STEPS = {"pad_crop": _pad_crop, "flip": _flip, "resized_crop": _resized_crop, "randaugment": _randaugment}
+_AUGMENT_STEPS = {"pad_crop": _pad_crop, "flip": _flip, "resized_crop": _resized_crop, "randaugment": _randaugment}
 
 
-def augment_image(image, augment, seed):
-    """Apply the `augment` table entry to one raw HWC image with a stateless seed (shape [2] int64)."""
+def augment_image(image, augment, seed, first_step=0):
+    """Apply the `augment` table entry to one raw HWC image with a stateless seed (shape [2] int64), from its
+    step `first_step` on (streams apply a resized crop while decoding); step i draws from seed + (i, 0)."""
     import tensorflow as tf
 
-    for index, step in enumerate(AUGMENTATIONS[augment]):
-        image = AUGMENT_STEPS[step](image, tf.stack([seed[0] + index, seed[1]]))
+    steps = AUGMENTATIONS[augment]
+    for index in range(first_step, len(steps)):
+        image = _AUGMENT_STEPS[steps[index]](image, tf.stack([seed[0] + index, seed[1]]))
     return image
 
 

@@ -237,11 +237,11 @@ def run_epoch(loop, epoch, step):
     """
     skip = step - epoch * loop.steps_per_epoch
     loss_sum = correct = waited = 0.0
+    never = tf.constant(0, tf.int32)  # the stop flag without a preemption watch, made once
     started = time.perf_counter()
     for batch, wait in timed(loop.batches(epoch, skip)):
         waited += wait
-        stop_flag = loop.stop_flag() if loop.stop_flag else tf.constant(0, tf.int32)
-        batch_loss, batch_correct, stop = loop.train_step(batch, stop_flag)
+        batch_loss, batch_correct, stop = loop.train_step(batch, loop.stop_flag() if loop.stop_flag else never)
         loss_sum += check_finite_loss(batch_loss, step + 1, epoch + 1)
         correct += float(batch_correct)
         step += 1

@@ -26,7 +26,7 @@ import numpy as np
 
 from export.core.errors import UserError
 from export.data import sources, tfrecord
-from export.data.preprocess import normalize, scale_size
+from export.data.preprocess import center_crop, normalize, scale_size
 
 SHUFFLE_BUFFER = 4096  # encoded records (ImageNet JPEGs average ~110 kB: ~450 MB)
 INTERLEAVE_CYCLE = 16  # shards read at once per pipeline
@@ -156,13 +156,11 @@ def _random_resized_crop(encoded, size, channels, seed):
     """Inception-style crop (scale 0.08-1, ratio 3/4-4/3) decoded in one step for JPEGs, then resized."""
     import tensorflow as tf
 
-    from reszoo.train.data import RESIZED_CROP_RATIO, RESIZED_CROP_SCALE
+    from reszoo.train.data import resized_crop_box
 
     is_jpeg = tf.io.is_jpeg(encoded)
     shape = tf.cond(is_jpeg, lambda: tf.image.extract_jpeg_shape(encoded), lambda: tf.shape(_decode(encoded, channels)))
-    begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        shape, bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed, area_range=RESIZED_CROP_SCALE,
-        aspect_ratio_range=RESIZED_CROP_RATIO, max_attempts=10, use_image_if_no_bounding_boxes=True)
+    begin, crop_size = resized_crop_box(shape, seed)
     window = tf.stack([begin[0], begin[1], crop_size[0], crop_size[1]])
     crop = tf.cond(is_jpeg, lambda: tf.image.decode_and_crop_jpeg(encoded, window, channels=channels),
                    lambda: tf.slice(_decode(encoded, channels), begin, crop_size))
@@ -177,23 +175,11 @@ def decode_for_training(encoded, spec, augment, seed):
     from reszoo.train.data import AUGMENTATIONS, augment_image
 
     size, channels = tuple(spec["input_size"]), spec["channels"]
-    steps = AUGMENTATIONS[augment]
-    if steps[:1] == ("resized_crop",):
-        return _steps_after_crop(_random_resized_crop(encoded, size, channels, seed), steps, seed)
+    if AUGMENTATIONS[augment][:1] == ("resized_crop",):
+        return augment_image(_random_resized_crop(encoded, size, channels, seed), augment, seed, first_step=1)
     image = tf.image.resize(tf.cast(_decode(encoded, channels), tf.float32), size, antialias=True)
     image.set_shape([*size, channels])
     return augment_image(image, augment, seed)
-
-
-def _steps_after_crop(image, steps, seed):
-    """The augmentation steps after a resized crop, with the seed offsets augment_image uses."""
-    import tensorflow as tf
-
-    from reszoo.train.data import AUGMENT_STEPS
-
-    for offset, step in enumerate(steps[1:], start=1):
-        image = AUGMENT_STEPS[step](image, tf.stack([seed[0] + offset, seed[1]]))
-    return image
 
 
 def decode_for_eval(encoded, spec):
@@ -201,10 +187,8 @@ def decode_for_eval(encoded, spec):
     import tensorflow as tf
 
     size, channels = tuple(spec["input_size"]), spec["channels"]
-    scaled = scale_size(spec)
-    image = tf.image.resize(tf.cast(_decode(encoded, channels), tf.float32), scaled, antialias=True)
-    top, left = (scaled[0] - size[0]) // 2, (scaled[1] - size[1]) // 2
-    image = image[top:top + size[0], left:left + size[1]]
+    image = tf.image.resize(tf.cast(_decode(encoded, channels), tf.float32), scale_size(spec), antialias=True)
+    image = center_crop(image[None], size)[0]
     image.set_shape([*size, channels])
     return image
 
