@@ -19,6 +19,8 @@ import time
 
 import numpy as np
 
+from export.core.files import remove_created
+
 DECODED_BYTES = 4  # float32 per channel value: what an in-memory pipeline would hold
 
 
@@ -86,7 +88,7 @@ def main():
     quarter = os.path.join(args.work, "train-0000[0-3]-*.tfrecord")
     for name, pattern in (("all shards", os.path.join(args.work, "train-*.tfrecord")), ("a quarter", quarter)):
         output = os.path.join(args.work, f"run-{name.replace(' ', '-')}")
-        subprocess.run(["rm", "-rf", output], check=True)
+        remove_created(output)  # the previous run of this benchmark (the project's one safe delete)
         code, peak, seconds = peak_rss_of(train_command(args, pattern, output), output + ".log")
         report["runs"][name] = {"exit": code, "peak_rss_bytes": peak, "seconds": round(seconds, 1)}
     bench = subprocess.run([sys.executable, "-m", "reszoo", "bench-input", os.path.join(args.work, "train-*.tfrecord"),

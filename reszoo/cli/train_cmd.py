@@ -111,15 +111,13 @@ def fit_options(ctx, recipe, options):
     given on the command line override its settings."""
     from click.core import ParameterSource
 
-    model_kwargs = {key: options.pop(key) for key in MODEL_OPTIONS if options[key] is not None}
-    options = {**options, "model_kwargs": model_kwargs or None}
+    builder = {key: options.pop(key) for key in MODEL_OPTIONS}
+    options = {**options, "model_kwargs": {k: v for k, v in builder.items() if v is not None} or None}
     if recipe is None:
-        for key in MODEL_OPTIONS:
-            options.pop(key, None)
         return options
     from reszoo.train.recipe import resolve_options
 
     given = {key: value for key, value in options.items()
              if key == "model_kwargs" or ctx.get_parameter_source(key) == ParameterSource.COMMANDLINE}
-    defaults = {key: value for key, value in options.items() if key not in given and key not in MODEL_OPTIONS}
+    defaults = {key: value for key, value in options.items() if key not in given}
     return {**defaults, **resolve_options(recipe, given, defaults.get("batch_size"))}

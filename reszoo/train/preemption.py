@@ -73,6 +73,7 @@ def preempted_step(output_dir):
 
 
 def clear_marker(output_dir):
-    path = os.path.join(output_dir, MARKER_FILE)
-    if os.path.exists(path):
-        os.remove(path)
+    """Forget a preemption once its run has resumed."""
+    from export.core.files import remove_created
+
+    remove_created(os.path.join(output_dir, MARKER_FILE))

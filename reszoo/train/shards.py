@@ -5,7 +5,7 @@ Each example keeps the image file's bytes as they are (`image/encoded`, no re-en
 after a seeded shuffle, so shards hold mixed classes and differ in size by at most one record; the validation
 part (`val_fraction`) is the project's stratified split (`export.data.sources.split_indices`). `dataset.json`
 beside the shards records the class names and the record count of every file, which `reszoo train` reads.
-The output folder appears only when complete (written under a temporary name, then renamed).
+The output folder appears only when complete (staged, then renamed in).
 
 Example:
     >>> summary = write_shards("pets/", "pets_shards/", shards=4, val_fraction=0.1)  # doctest: +SKIP
@@ -14,12 +14,11 @@ Example:
 """
 import json
 import os
-import tempfile
 
 import numpy as np
 
 from export.core.errors import UserError
-from export.core.files import remove_created
+from export.core.files import staged_dir, write_json
 from export.data.sources import list_image_files, split_indices
 
 DATASET_FILE = "dataset.json"
@@ -60,44 +59,36 @@ def _write_shard(path, items, class_names, advance):
 def write_shards(folder, output, shards=8, val_fraction=0.0, progress=None, seed=0):
     """Write `folder`'s images as shards under `output` (must not exist); returns the dataset.json summary.
 
-    `progress(done, total)` is called after every image.
+    `progress(done, total)` is called after every image. The folder is built as a staged partial and appears
+    only when complete (`export.core.files.staged_dir`).
     """
-    if os.path.exists(output):
+    if os.path.lexists(output):
         raise UserError(f"--output {output!r} exists; choose a new folder")
     if not 0 <= val_fraction < 1:
         raise UserError(f"--val-fraction {val_fraction} must be in [0, 1)")
-    paths, labels, class_names = list_image_files(folder)
-    parts = split_files(labels, val_fraction)
-    count = [0]
+    with staged_dir(output, inputs={"the image folder": folder}) as work:
+        paths, labels, class_names = list_image_files(folder)
+        written = iter(range(1, len(paths) + 1))
 
-    def advance():
-        count[0] += 1
-        if progress:
-            progress(count[0], len(paths))
+        def advance():
+            done = next(written)
+            if progress:
+                progress(done, len(paths))
 
-    parent = os.path.dirname(os.path.abspath(output))
-    os.makedirs(parent, exist_ok=True)
-    temporary = tempfile.mkdtemp(prefix=".shards-", dir=parent)
-    try:
-        summary = {"layout": "imagenet", "label_offset": 0, "class_names": class_names, "source": os.path.abspath(folder),
-                   "splits": {}}
-        for split, indices in parts.items():
+        summary = {"layout": "imagenet", "label_offset": 0, "class_names": class_names,
+                   "source": os.path.abspath(folder), "splits": {}}
+        for split, indices in split_files(labels, val_fraction).items():
             files = {}
             split_shards = max(1, min(shards, len(indices)))
             for index, members in enumerate(shard_plan(len(indices), split_shards, seed)):
                 name = SHARD_NAME.format(split=split, index=index, total=split_shards)
                 chosen = indices[members]
-                _write_shard(os.path.join(temporary, name), [(paths[i], int(labels[i])) for i in chosen],
-                             class_names, advance)
+                _write_shard(os.path.join(work, name), [(paths[i], int(labels[i])) for i in chosen], class_names,
+                             advance)
                 files[name] = len(chosen)
             summary["splits"][split] = {"pattern": f"{split}-*.tfrecord", "records": int(len(indices)),
                                         "files": files}
-        with open(os.path.join(temporary, DATASET_FILE), "w") as handle:
-            json.dump(summary, handle, indent=1)
-        os.rename(temporary, output)
-    except BaseException:
-        remove_created(temporary)
-        raise
+        write_json(os.path.join(work, DATASET_FILE), summary)
     return summary
 
 

@@ -116,6 +116,7 @@ def find_preset(model, tag):
 
 def check_hash(path, preset):
     """UserError (and the file removed) when `path` does not have the preset's published sha256 (or prefix)."""
+    from export.core.files import remove_created
     from export.manifest import sha256_of
 
     published = preset.sha256 or preset.sha256_prefix
@@ -123,7 +124,7 @@ def check_hash(path, preset):
         return
     actual = sha256_of(path)
     if not actual.startswith(published):
-        os.remove(path)
+        remove_created(path)
         raise UserError(f"{preset.file_name}: sha256 {actual[:16]}... does not match the published {published} "
                         f"(removed; the download was corrupt or the file changed upstream)")
 

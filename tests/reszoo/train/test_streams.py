@@ -15,7 +15,7 @@ from export.data.preprocess import make_spec
 from export.data.tfrecord import imagenet_example
 from reszoo.train import streams
 from reszoo.train.shards import write_shards
-from tests.helpers import assert_one_line_user_error
+from tests.helpers import assert_one_line_user_error, partial_leftovers
 
 SIDE = 12
 CLASSES = 3
@@ -160,7 +160,7 @@ def test_shards_cli_and_user_mistakes(shards, run_cli, tmp_path):
     assert_one_line_user_error(run_cli("data", "shards", shards / "tree", "--output", tmp_path / "out"), "exists")
     assert_one_line_user_error(run_cli("data", "shards", tmp_path / "none", "--output", tmp_path / "o2"),
                                "does not exist")
-    assert not (tmp_path / "o2").exists() and not [n for n in os.listdir(tmp_path) if n.startswith(".shards-")]
+    assert not (tmp_path / "o2").exists() and not partial_leftovers(tmp_path)
     from reszoo.train.streams import IN_MEMORY_SHARD_BYTES, is_streamed, open_stream, split_stream
 
     pattern = str(shards / "shards" / "train-*.tfrecord")
