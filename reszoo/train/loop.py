@@ -113,23 +113,24 @@ def make_train_step(strategy, model, optimizer, *, num_classes, global_batch, la
 
     statistics = [v for v in model.non_trainable_variables if "float" in str(v.dtype)]
 
-    def replica_step(images, labels):
+    def replica_step(images, labels, stop_flag):
         gradients, loss_sum, correct = forward_backward(images, labels)
         if scales_loss and strategy.num_replicas_in_sync > 1:
             gradients = agree_on_overflow(gradients)
         optimizer.apply_gradients(zip(gradients, variables))
         if strategy.num_replicas_in_sync > 1 and statistics:  # a model without BN has none to average
             average_across_replicas(statistics)
-        return loss_sum, correct
+        return loss_sum, correct, tf.identity(stop_flag)
 
     @tf.function
     def step(batch, stop_flag):
-        loss_sum, correct = strategy.run(replica_step, args=batch)
+        images, labels = batch
+        per_replica = strategy.run(replica_step, args=(images, labels, stop_flag))
         if ema is not None:
             ema.update()
-        stop = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(tf.identity, args=(stop_flag,)), axis=None)
-        reduce = tf.distribute.ReduceOp.SUM
-        return strategy.reduce(reduce, loss_sum, axis=None), strategy.reduce(reduce, correct, axis=None), stop
+        loss_sum, correct, stop = (strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                                   for value in per_replica)
+        return loss_sum, correct, stop
 
     return step
 
