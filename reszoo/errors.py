@@ -1,9 +1,22 @@
 """reszoo's user-facing exceptions. All derive from `export.core.errors.UserError` (one line, exit 2 in the CLI)."""
 import difflib
+import re
 
 from export.core.errors import UserError
 
-__all__ = ["UserError", "UnknownModelError", "DuplicateModelError"]
+__all__ = ["UserError", "UnknownModelError", "DuplicateModelError", "tensorflow_message"]
+
+TENSORFLOW_DECORATIONS = re.compile(r"\{\{[^}]*\}\}|\[Op:[^\]]*\].*")  # node prefixes, "[Op:Name] ..." tails
+
+
+def tensorflow_message(text):
+    """TensorFlow's error text as one plain line: `{{function_node ...}}` prefixes and `[Op:...]` tails dropped.
+
+    Example:
+        >>> tensorflow_message("{{function_node f}} runs/x; No such file [Op:Save] name: ")
+        'runs/x; No such file'
+    """
+    return " ".join(TENSORFLOW_DECORATIONS.sub("", str(text)).split())
 
 
 class UnknownModelError(UserError):

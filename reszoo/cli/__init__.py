@@ -8,7 +8,6 @@ Example:
 """
 import importlib
 import os
-import re
 import signal
 import sys
 
@@ -107,8 +106,9 @@ def tf_file_error_line(error):
     """
     if not any(cls.__name__ in TF_FILE_ERRORS for cls in type(error).__mro__):
         return None
-    text = re.sub(r"\{\{[^}]*\}\}|\[Op:[^\]]*\].*", "", str(getattr(error, "message", error)))
-    return " ".join(text.split())
+    from reszoo.errors import tensorflow_message
+
+    return tensorflow_message(getattr(error, "message", error))
 
 
 def _run(argv):

@@ -203,12 +203,13 @@ class EpochLoop:
 def input_error(message):
     """The user's line for an input-pipeline failure: a label outside the classes (`streams.checked_label`), else
     an undecodable image; TensorFlow's node prefixes dropped."""
+    from reszoo.errors import tensorflow_message
     from reszoo.train.streams import LABEL_RANGE_ERROR
 
     found = re.search(re.escape(LABEL_RANGE_ERROR) + r"[^\]\n]*?(?=\] \[|\]$|$)", message)
     if found:
         return found.group(0)
-    return "an image could not be decoded: " + re.sub(r"\{\{.*?\}\}\s*", "", message.splitlines()[0])
+    return "an image could not be decoded: " + tensorflow_message(message.splitlines()[0])
 
 
 def timed(batches):
