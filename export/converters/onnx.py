@@ -23,6 +23,8 @@ import tempfile
 
 import numpy as np
 
+from export.raw_input import sample_dtype
+
 OPSET = 17
 XLA_ATTRIBUTES = ("_XlaMustCompile", "_XlaCompile", "_XlaScope", "_noinline")
 
@@ -56,7 +58,7 @@ def _frozen_serving_graph(saved_model_dir):
     def serve(x):
         return {output_name: signature(**{input_name: x})[output_name]}
 
-    concrete = serve.get_concrete_function(tf.TensorSpec(spec.shape, tf.float32, name=input_name))
+    concrete = serve.get_concrete_function(tf.TensorSpec(spec.shape, spec.dtype, name=input_name))  # uint8: --raw-input
     frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=False, aggressive_inlining=True)
     del loaded
     graph_def = _strip_xla_attributes(frozen.graph.as_graph_def(add_shapes=True))
@@ -155,7 +157,8 @@ def explicit_weight_qdq(path):
 
 
 class _SampleReader:
-    """onnxruntime CalibrationDataReader over preprocessed samples, in the model's batch size."""
+    """onnxruntime CalibrationDataReader over preprocessed samples (uint8 pixels for --raw-input), in the model's
+    batch size."""
 
     def __init__(self, samples, input_name, batch):
         self.batches = iter([samples[i:i + batch] for i in range(0, len(samples), batch)])
@@ -163,7 +166,7 @@ class _SampleReader:
 
     def get_next(self):
         chunk = next(self.batches, None)
-        return None if chunk is None else {self.input_name: np.asarray(chunk, dtype="float32")}
+        return None if chunk is None else {self.input_name: np.asarray(chunk, dtype=sample_dtype(chunk))}
 
 
 def _input_name_and_batch(path):
