@@ -206,3 +206,25 @@ def test_runners_feed_pixels_to_uint8_inputs_and_float_elsewhere():
     assert feed_for(x, {"dtype": "float32", "quantization": None}).dtype == np.float32
     int8 = feed_for(x / 255, {"dtype": "int8", "quantization": {"scale": 1 / 255, "zero_point": -128}})
     assert int8.dtype == np.int8 and int8.tolist() == [[-128, -116, 127, 127]]
+
+
+@pytest.mark.slow
+def test_every_precision_takes_pixels_with_int8_io_and_a_dynamic_batch(imagenet_keras_path, tmp_path):
+    """TFLite fp16/dynamic/int16x8, ONNX dynamic and the SavedModel too; --int8-io gives TFLite int8 an int8 output
+    (the input stays uint8 pixels); a dynamic batch keeps the uint8 input; `verify --trust` re-runs them all."""
+    from export.pipeline import export_model
+    from export.verify import verify_export_dir
+
+    result = export_model(imagenet_keras_path, all_formats=True, data="digits", output_dir=tmp_path / "export",
+                          raw_input=True, int8_io=True, dynamic_batch=True, calibration_samples=200,
+                          latency_runs=0, show_progress=False)
+    artifacts = entries(result)
+    assert result.passed, {f: a["parity"]["failures"] for f, a in artifacts.items()}
+    for file, entry in artifacts.items():
+        pixels = entry["format"] != "keras"
+        assert (entry["inputs"][0]["dtype"] == "uint8") == pixels and (entry["input"]["dtype"] == "uint8") == pixels
+        assert entry["inputs"][0]["shape"][0] == -1, file
+    assert artifacts["tiny_int8.tflite"]["outputs"][0]["dtype"] == "int8"
+    assert artifacts["tiny_int8.tflite"]["inputs"][0]["quantization"] == {"scale": 1.0, "zero_point": 0}
+    verified = verify_export_dir(tmp_path / "export", latency_runs=0, samples=120, trust=True)
+    assert verified["passed"] and len(verified["artifacts"]) == len(artifacts)
