@@ -4,7 +4,8 @@ Schema:
     {"schema": 1,
      "artifacts": [{"file": path relative to the dir, "format", "precision", "sha256", "size_bytes",
                     "gzip_size_bytes", "inputs"/"outputs": [{"name", "shape", "dtype",
-                    "quantization": {"scale", "zero_point"} | null}], "parity": {...}}],
+                    "quantization": {"scale", "zero_point"} | null}], "parity": {...},
+                    "input" (--raw-input runs: export.raw_input.input_contract)}],
      "reference": {"file" (relative) | "path" (absolute), "format"},   # what parity is measured against
      "source_model": {"name", "path", "sha256"}, "preprocessing": spec, "labels": [...],
      "data": {"source", "held_out_fraction", "split_seed", "calibration_samples", "verification_samples"},

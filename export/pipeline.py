@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from export import formats as format_table
+from export import raw_input
 from export.core.files import check_output_target, remove_created, staged_dir
 from export.core.errors import UserError
 from export.request import TARGET_PRECISIONS, ExportRequest
@@ -128,8 +129,9 @@ def _load_data(request, source, spec, notify):
         notify(f"warning: only {len(calibration.x)} calibration samples (< {MIN_CALIBRATION_SAMPLES}); "
                "int8 ranges may be poor")
     held_out = first(held_out, request.verify_samples)
-    return {"source": chosen, "train": train, "held_out": held_out, "spec": spec,
+    data = {"source": chosen, "train": train, "held_out": held_out, "spec": spec,
             "x_calibration": prepare(calibration, spec), "x_verify": prepare(held_out, spec), "y_verify": held_out.y}
+    return raw_input.with_pixels(data, calibration) if request.raw_input else data
 
 
 def _reference_runner(source, model):
@@ -191,7 +193,8 @@ def export_model(model_or_path, request=None, *positional, show_progress=True, n
     class-folder dir | .npz; default: the model's recorded data source, else digits), output_dir, force,
     int8_io, dynamic_batch, calibration_samples, gates (overrides of `export.verify.DEFAULT_GATES`), target,
     max_size, optimizations ({"prune", "prune_structure", "qat", "cluster", "finetune_epochs"}, need data),
-    threads, verify_samples, latency_runs, model_name.
+    threads, verify_samples, latency_runs, model_name, raw_input (uint8 pixel inputs with the preprocessing in
+    the graph, `export.raw_input`).
     Returns ExportResult; `passed` is False when an artifact failed its gate or a target check.
 
     Example:
@@ -234,10 +237,12 @@ def _export_into(run):
         model, optimization_report = _optimize(run) if run.request.optimizing else (run.source.model, {})
     with run.steps.step("trace SavedModel"):
         saved_model_dir = _trace(run, model, work)
+        baked = raw_input.bake(saved_model_dir, run.data["spec"], work) if run.request.raw_input else None
     with run.steps.step("reference predictions"):
         reference = _reference(run, model)
-    context = ConvertContext(saved_model_dir, work, model, run.data["x_calibration"], run.request.int8_io,
-                             bool(run.request.optimizations.get("qat")), _keras_metadata(run))
+    context = ConvertContext(baked.saved_model_dir if baked else saved_model_dir, work, model,
+                             run.data["x_calibration"], run.request.int8_io,
+                             bool(run.request.optimizations.get("qat")), _keras_metadata(run), raw_input=baked)
     common = _common_facts(run)
     artifacts = [_convert_and_verify(run, row, context, reference, common) for row in run.variants]
     target_checks = _target_checks(run.root, artifacts, run.request.target, run.request.max_size)
@@ -294,14 +299,16 @@ def _convert_and_verify(run, row, context, reference, common):
     path = os.path.join(run.root, file)
     with run.steps.step(f"convert {row.format} {row.precision}"):
         format_table.convert(row, context, path)
+        contract = {"input": raw_input.input_contract(row.format, run.data["spec"])} if run.request.raw_input else {}
         if row.format == "onnx":
-            onnx_converter.embed_metadata(path, _onnx_card(row.precision, common))
+            onnx_converter.embed_metadata(path, _onnx_card(row.precision, {**common, **contract}))
     with run.steps.step(f"verify {file}"):
         runner = load_runner(path, row.format, run.request.threads)
-        parity = verify_runner(runner, row.precision, run.data["x_verify"], reference["outputs"],
-                               run.data["y_verify"], run.request.gates, run.request.latency_runs,
-                               noise=reference["noise"])
-    return artifact_entry(run.root, file, row.format, row.precision, runner.inputs, runner.outputs, parity)
+        parity = verify_runner(runner, row.precision, raw_input.verification_input(run.data, row.format),
+                               reference["outputs"], run.data["y_verify"], run.request.gates,
+                               run.request.latency_runs, noise=reference["noise"])
+    return {**artifact_entry(run.root, file, row.format, row.precision, runner.inputs, runner.outputs, parity),
+            **contract}
 
 
 def _write_results(run, artifacts, target_checks, reference_facts, optimization_report, common):
@@ -315,7 +322,7 @@ def _write_results(run, artifacts, target_checks, reference_facts, optimization_
                   "calibration_samples": int(len(data["x_calibration"])),
                   "verification_samples": int(len(data["x_verify"]))}
     options = {"int8_io": request.int8_io, "dynamic_batch": request.dynamic_batch, "gates": request.gates,
-               "target": request.target, "max_size": request.max_size}
+               "target": request.target, "max_size": request.max_size, "raw_input": request.raw_input}
     manifest = {"schema": SCHEMA_VERSION, "artifacts": artifacts, "reference": run.reference_entry, **common,
                 "data": data_facts, "options": options, "optimizations": optimization_report,
                 "target_checks": target_checks}

@@ -8,7 +8,9 @@ is checked before anything loads (`export.manifest.integrity_problems`); SavedMo
 
 Images are read as the training and export loaders read them (`export.data.sources.read_image`: decoded at the
 spec's channels, so RGBA drops alpha and grayscale is repeated to RGB; bilinear resize with antialias, to the
-spec's scale size then center crop when it has `crop_pct`), then normalized (`export.data.preprocess.normalize`).
+spec's scale size then center crop when it has `crop_pct`), then normalized (`export.data.preprocess.normalize`),
+except for an artifact whose manifest `input` says uint8 pixels (`--raw-input`: preprocessing in its graph), which
+gets the pixels (`export.data.preprocess.to_pixels`).
 Softmax outputs are reported as probabilities, logits go through a softmax. An unreadable image does not stop
 the others: its result holds an "error" line instead of "top_k".
 
@@ -25,6 +27,7 @@ import numpy as np
 from export.core.errors import UserError
 from export.formats import FORMATS
 from export.manifest import MANIFEST_FILE
+from export.raw_input import takes_pixels
 
 NOT_RUN = {"saved_model": "SavedModel graphs can run arbitrary TF ops, so predict does not run them"}  # format -> why
 SUFFIX_FORMATS = {fmt.suffix: fmt.name for fmt in FORMATS.values() if fmt.suffix}  # ".tflite" -> "tflite"
@@ -49,6 +52,7 @@ class Artifact:
     spec: dict
     labels: list | None
     reason: str
+    pixels: bool = False  # takes uint8 pixels (preprocessing in the graph, export.raw_input)
 
     def describe(self):
         """One line: path (format precision, reason)."""
@@ -176,7 +180,7 @@ def from_export_dir(export_dir, artifact_name=None, precision=None):
     entry, reason = choose_entry(export_dir, manifest, artifact_name, precision)
     spec = checked_spec(manifest.get("preprocessing"), os.path.join(export_dir, MANIFEST_FILE))
     return Artifact(artifact_path(export_dir, entry["file"]), entry["format"], entry["precision"], spec,
-                    manifest.get("labels"), reason)
+                    manifest.get("labels"), reason, takes_pixels(entry))
 
 
 def listed_entry(path, manifest, export_dir):
@@ -199,7 +203,8 @@ def from_listed_file(path):
     if entry is None:
         raise unlisted
     spec = checked_spec(manifest.get("preprocessing"), os.path.join(export_dir, MANIFEST_FILE))
-    return Artifact(os.fspath(path), entry["format"], entry["precision"], spec, manifest.get("labels"), "given")
+    return Artifact(os.fspath(path), entry["format"], entry["precision"], spec, manifest.get("labels"), "given",
+                    takes_pixels(entry))
 
 
 def from_keras_file(path):
@@ -241,21 +246,22 @@ def spec_for(artifact, runner):
     return default_spec_for_input(tuple(d if d > 0 else None for d in runner.inputs[0]["shape"][1:]))
 
 
-def load_image(path, spec):
+def load_image(path, spec, pixels=False):
     """One image file as model input (HWC float32): read as the loaders read, resized (and center-cropped when
-    the spec has crop_pct), normalized. UserError (one line) for a missing or unreadable file.
+    the spec has crop_pct), normalized; with `pixels`, the uint8 pixels instead (for a --raw-input artifact).
+    UserError (one line) for a missing or unreadable file.
 
     Example:
         >>> load_image("cat.png", make_spec((32, 32))).shape  # doctest: +SKIP
         (32, 32, 3)
     """
-    from export.data.preprocess import center_crop, normalize, scale_size
+    from export.data.preprocess import center_crop, normalize, scale_size, to_pixels
     from export.data.sources import read_image
 
     if not os.path.exists(path):
         raise UserError(f"image {os.fspath(path)!r} does not exist")
-    raw = read_image(os.fspath(path), scale_size(spec), spec["channels"])
-    return normalize(center_crop(raw[None], tuple(spec["input_size"])), spec)[0].astype("float32")
+    raw = center_crop(read_image(os.fspath(path), scale_size(spec), spec["channels"])[None], tuple(spec["input_size"]))
+    return to_pixels(raw)[0] if pixels else normalize(raw, spec)[0].astype("float32")
 
 
 def softmax(logits):
@@ -295,12 +301,12 @@ def top_k(probabilities, labels, k):
              "probability": float(probabilities[i])} for i in order]
 
 
-def read_images(images, spec):
+def read_images(images, spec, pixels=False):
     """({image: model input} of the readable images, {image: error line} of the others), in input order."""
     inputs, errors = {}, {}
     for image in images:
         try:
-            inputs[image] = load_image(image, spec)
+            inputs[image] = load_image(image, spec, pixels)
         except UserError as error:
             errors[image] = str(error)
     return inputs, errors
@@ -312,7 +318,7 @@ def run_artifact(artifact, images, top_k_count=5, threads=None):
 
     runner = load_runner(artifact.path, artifact.format, threads)
     spec = spec_for(artifact, runner)
-    inputs, errors = read_images([os.fspath(image) for image in images], spec)
+    inputs, errors = read_images([os.fspath(image) for image in images], spec, artifact.pixels)
     probabilities = {}
     if inputs:
         rows = as_probabilities(runner.predict(np.stack(list(inputs.values()))), artifact.precision)

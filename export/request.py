@@ -15,6 +15,7 @@ import os
 
 from export.core.errors import UserError
 from export.formats import plan_variants
+from export.raw_input import check_request as _check_raw_input
 
 TARGET_PRECISIONS = {"edgetpu": ("int8",)}  # integer-only accelerators: check only full-int8 artifacts
 
@@ -38,18 +39,20 @@ class ExportRequest:
     threads: int | None = None
     latency_runs: int = 30
     model_name: str | None = None
+    raw_input: bool = False  # preprocessing baked into the graph: uint8 pixel inputs (export.raw_input)
 
     @classmethod
     def build(cls, formats=None, precisions=None, all_formats=False, data=None, output_dir=None, force=False,
               int8_io=False, dynamic_batch=False, calibration_samples=300, gates=None, target=None, max_size=None,
-              optimizations=None, threads=None, verify_samples=None, latency_runs=30, model_name=None):
+              optimizations=None, threads=None, verify_samples=None, latency_runs=30, model_name=None,
+              raw_input=False):
         """Plan, merge gates and validate; UserError (one line) for anything impossible."""
         from export.verify import merge_gates
 
         request = cls(tuple(plan_variants(formats, precisions, all_formats)), merge_gates(gates), data,
                       None if output_dir is None else os.fspath(output_dir), force, dict(optimizations or {}),
                       target or ("generic" if max_size else None), max_size, int8_io, dynamic_batch,
-                      calibration_samples, verify_samples, threads, latency_runs, model_name)
+                      calibration_samples, verify_samples, threads, latency_runs, model_name, raw_input)
         for check in CHECKS:
             check(request)
         return request
@@ -101,4 +104,4 @@ def _check_target(request):
         raise UserError(f"--target {request.target} checks TFLite files; add --format tflite")
 
 
-CHECKS = (_check_optimizations, _check_int8_io, _check_target)  # run in this order by ExportRequest.build
+CHECKS = (_check_optimizations, _check_int8_io, _check_target, _check_raw_input)  # run in this order by ExportRequest.build

@@ -7,7 +7,8 @@
 
 Runtimes: TFLite -> `ai_edge_litert` Interpreter (num_threads), ONNX -> onnxruntime (intra_op threads),
 SavedModel -> TensorFlow, keras -> Keras. Int8 input/output tensors are quantized/dequantized with the
-scale and zero point recorded in the file, so callers always pass and receive float32. Artifacts with a
+scale and zero point recorded in the file, so callers always pass and receive float32. A uint8 input tensor
+(a `--raw-input` artifact: preprocessing in the graph) gets the pixels as they are (`feed_for`). Artifacts with a
 static batch of 1 are run one sample at a time. This API is stable: benchmarks import it.
 
 Example:
@@ -40,6 +41,26 @@ def quantize(x, quantization, dtype):
 def dequantize(q, quantization):
     """Integer tensor -> float32 with `quantization` = {"scale", "zero_point"}."""
     return ((q.astype("float32") - quantization["zero_point"]) * quantization["scale"]).astype("float32")
+
+
+PIXELS = {"scale": 1.0, "zero_point": 0}  # an unquantized uint8 input takes pixel values unchanged
+
+
+def feed_for(x, tensor):
+    """`x` (float32) as the input tensor `tensor` ({"dtype", "quantization"}) takes it: quantized with the
+    tensor's scale and zero point, raw pixels (rounded, clipped) for an unquantized uint8 tensor, else float32.
+
+    Example:
+        >>> feed_for(np.array([0.0, 254.6]), {"dtype": "uint8", "quantization": None}).tolist()
+        [0, 255]
+        >>> feed_for(np.array([0.5]), {"dtype": "int8", "quantization": {"scale": 0.5, "zero_point": -1}}).tolist()
+        [0]
+    """
+    if tensor["quantization"]:
+        return quantize(x, tensor["quantization"], tensor["dtype"])
+    if tensor["dtype"] == "uint8":
+        return quantize(x, PIXELS, "uint8")
+    return np.asarray(x, dtype="float32")
 
 
 class Runner:
@@ -99,9 +120,7 @@ class TFLiteRunner(Runner):
             self.interpreter.resize_tensor_input(self.input["index"], x.shape)
             self.interpreter.allocate_tensors()
             self._shape = x.shape
-        quantization = self.inputs[0]["quantization"]
-        feed = quantize(x, quantization, self.input["dtype"]) if quantization else x
-        self.interpreter.set_tensor(self.input["index"], feed)
+        self.interpreter.set_tensor(self.input["index"], feed_for(x, self.inputs[0]))
         self.interpreter.invoke()
         out = self.interpreter.get_tensor(self.output["index"])
         quantization = self.outputs[0]["quantization"]
@@ -130,7 +149,7 @@ class OnnxRunner(Runner):
                         for o in self.session.get_outputs()]
 
     def run_batch(self, x):
-        return self.session.run(None, {self.input_name: x})[0].astype("float32")
+        return self.session.run(None, {self.input_name: feed_for(x, self.inputs[0])})[0].astype("float32")
 
 
 class SavedModelRunner(Runner):
@@ -151,7 +170,7 @@ class SavedModelRunner(Runner):
         self._tf = tf
 
     def run_batch(self, x):
-        return self.signature(**{self.input_name: self._tf.constant(x)})[self.output_name].numpy()
+        return self.signature(**{self.input_name: self._tf.constant(feed_for(x, self.inputs[0]))})[self.output_name].numpy()
 
 
 class KerasRunner(Runner):

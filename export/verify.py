@@ -254,6 +254,13 @@ def reference_location(export_dir, manifest):
     return path, reference.get("format", "keras")
 
 
+def reference_entry(manifest):
+    """The manifest's artifact entry of its parity reference when it is a listed file, else `reference` itself."""
+    reference = manifest.get("reference") or {}
+    listed = [a for a in manifest["artifacts"] if reference.get("file") and a.get("file") == reference["file"]]
+    return listed[0] if listed else reference
+
+
 def reference_runner(export_dir, manifest, threads=None, trust=False):
     """Runner for the manifest's parity reference (a file in the dir, or the source model's path).
 
@@ -273,15 +280,35 @@ def reference_runner(export_dir, manifest, threads=None, trust=False):
 
 def verification_split(manifest, data=None, samples=None):
     """(x preprocessed, y or None, source) of the held-out split the manifest's preprocessing expects."""
-    from export.data.splits import first, prepare, split_for_spec
+    from export.data.splits import prepare
+
+    held_out, source = verification_images(manifest, data, samples)
+    return prepare(held_out, manifest["preprocessing"]), held_out.y, source
+
+
+def verification_images(manifest, data=None, samples=None):
+    """(held-out LabeledImages, source) the manifest's preprocessing expects (at most `samples` of them)."""
+    from export.data.splits import first, split_for_spec
 
     spec = manifest["preprocessing"]
     source = data or (manifest.get("data") or {}).get("source")
     if not source:
         raise UserError("no verification data: pass --data (digits, a class-folder dir, or an .npz)")
     _, held_out = split_for_spec(source, spec, class_names=manifest.get("labels"))
-    held_out = first(held_out, samples)
-    return prepare(held_out, spec), held_out.y, source
+    return first(held_out, samples), source
+
+
+def verification_inputs(manifest, data=None, samples=None):
+    """(feed, y, source): feed(entry) is the held-out input for a manifest entry (uint8 pixels for an entry
+    whose `input` contract says so, `export.raw_input`; else preprocessed float32)."""
+    from export import raw_input
+
+    if not raw_input.is_raw(manifest):
+        x, y, source = verification_split(manifest, data, samples)
+        return (lambda entry: x), y, source
+    held_out, source = verification_images(manifest, data, samples)
+    x, pixels = raw_input.model_inputs(held_out, manifest["preprocessing"])
+    return (lambda entry: pixels if raw_input.takes_pixels(entry) else x), held_out.y, source
 
 
 def not_run_reason(artifact, trust):
@@ -330,14 +357,16 @@ def verify_export_dir(export_dir, data=None, gates=None, threads=None, samples=N
         return {**result, "data": None, "passed": False}
     gates = merge_gates(gates)
     reference_loader = reference_runner(export_dir, manifest, threads, trust)
-    x, y, source = verification_split(manifest, data, samples)
+    feed, y, source = verification_inputs(manifest, data, samples)
+    x = feed(reference_entry(manifest))
     reference = reference_loader.predict(x)
     noise = reference_noise(reference_loader, x, reference)
     for artifact in runnable:
         if progress:
             progress(f"verify {artifact['file']}")
         runner = load_runner(artifact_path(export_dir, artifact["file"]), artifact["format"], threads)
-        parity = verify_runner(runner, artifact["precision"], x, reference, y, gates, latency_runs, noise=noise)
+        parity = verify_runner(runner, artifact["precision"], feed(artifact), reference, y, gates, latency_runs,
+                               noise=noise)
         result["artifacts"].append({key: artifact[key] for key in ("file", "format", "precision")} | {"parity": parity})
     result["data"] = source
     result["passed"] = all(a["parity"]["passed"] for a in result["artifacts"])

@@ -81,5 +81,9 @@ def convert(saved_model_dir, precision, calibration=None, int8_io=False):
 
 def write(context, precision, path):
     """The export.formats contract: the flatbuffer of `context.saved_model_dir` at `precision`, written to `path`."""
+    if context.raw_input:  # uint8 pixel input: export.converters.tflite_raw
+        from export.converters import tflite_raw
+
+        return tflite_raw.write(context, precision, path)
     write_bytes(path, convert(context.saved_model_dir, precision, context.calibration, context.int8_io))
     return path

@@ -82,6 +82,34 @@ def normalize(images, spec):
     return (x - mean) / std
 
 
+def affine(spec):
+    """(gain, bias), float32 per channel, with ``normalize(x, spec) == x * gain + bias`` up to float rounding: the
+    spec folded into one multiply-add (what `--raw-input` bakes into a graph, `export.raw_input`).
+
+    Example:
+        >>> spec = make_spec((4, 4), mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 1.0))
+        >>> gain, bias = affine(spec)
+        >>> x = np.arange(3 * 255, dtype="float32").reshape(1, 15, 17, 3) % 256
+        >>> bool(np.allclose(x * gain + bias, normalize(x, spec), atol=1e-5)), bias.tolist()
+        (True, [-2.0, -1.0, -0.5])
+    """
+    std = np.asarray(spec["std"], dtype="float64")
+    gain = spec["scale"] / std
+    bias = (spec["offset"] - np.asarray(spec["mean"], dtype="float64")) / std
+    return gain.astype("float32"), bias.astype("float32")
+
+
+def to_pixels(images):
+    """Raw [0, 255] float images as uint8 pixels (rounded, clipped): what a camera pipeline delivers, and what
+    `--raw-input` artifacts take (`normalize` is baked into their graph).
+
+    Example:
+        >>> to_pixels(np.array([[-3.0, 0.4, 127.5, 300.0]])).tolist()
+        [[0, 0, 128, 255]]
+    """
+    return np.clip(np.round(np.asarray(images, dtype="float32")), 0, 255).astype("uint8")
+
+
 def default_spec_for_input(input_shape):
     """The spec reszoo uses when a model carries none: resize to its input, scale to [0, 1]."""
     height, width, channels = input_shape

@@ -10,7 +10,7 @@ Example:
 """
 import numpy as np
 
-from export.data.preprocess import center_crop, normalize, scale_size
+from export.data.preprocess import center_crop, normalize, scale_size, to_pixels
 from export.data.sources import LabeledImages, load, resize, split
 
 
@@ -34,6 +34,18 @@ def first(images, samples=None):
     return images if not samples else images.take(np.arange(min(samples, len(images.x))))
 
 
+def resized(images, spec):
+    """`images` (raw [0, 255] float) at the spec's size (no-op when already there): the one resize of `prepare`
+    and `pixels`."""
+    return resize(images.x, tuple(spec["input_size"]))
+
+
 def prepare(images, spec):
     """Model input for `images`: resized to the spec's size (no-op when already there), normalized, float32."""
-    return normalize(resize(images.x, tuple(spec["input_size"])), spec).astype("float32")
+    return normalize(resized(images, spec), spec).astype("float32")
+
+
+def pixels(images, spec):
+    """`prepare` without the normalize step: uint8 NHWC pixels at the spec's size, as `--raw-input` artifacts
+    take them (`export.raw_input`)."""
+    return to_pixels(resized(images, spec))
