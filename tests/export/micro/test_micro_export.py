@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 
 from export.core.errors import UserError
@@ -107,3 +108,19 @@ def test_cli_exports_micro_end_to_end_and_refuses_another_precision(run_cli, tin
     refused = run_cli("export", tiny_keras_path, "--format", "micro", "--precision", "fp32", "--output", tmp_path / "x")
     assert_one_line_user_error(refused, "format 'micro'", "allowed: int8")
     assert not (tmp_path / "x").exists()
+
+
+def test_predict_runs_a_micro_source_and_picks_it_from_its_export_dir(micro_export, micro_files, tmp_path):
+    from PIL import Image
+
+    from export.data import sources
+    from export.predict import choose_artifact, predict
+
+    held_out = sources.split(sources.load("digits", (32, 32)))[1]
+    first = int(np.flatnonzero(held_out.y == 7)[0])
+    Image.fromarray(held_out.x[first].round().clip(0, 255).astype("uint8")).save(tmp_path / "seven.png")
+    from_source, = predict(micro_files["cc"], [tmp_path / "seven.png"], top_k=1)
+    from_tflite, = predict(micro_files["tflite"], [tmp_path / "seven.png"], top_k=1)  # the same bytes
+    assert from_source["top_k"][0]["label"] == from_tflite["top_k"][0]["label"]
+    chosen = choose_artifact(micro_export.output_dir, artifact_name="tiny_model_data.cc")
+    assert (chosen.format, chosen.precision) == ("micro", "int8")
