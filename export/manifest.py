@@ -26,6 +26,7 @@ from export.core.files import current_umask, write_json  # noqa: F401  (re-expor
 from export.core.errors import UserError
 
 MANIFEST_FILE = "manifest.json"
+COMPANION_SUFFIXES = {".cc": (".h",)}  # an artifact file's suffix -> files beside it hashed with it (TFLM .cc + .h)
 SCHEMA_VERSION = 1
 ARTIFACT_KEYS = ("file", "format", "precision", "sha256", "size_bytes", "gzip_size_bytes", "inputs", "outputs",
                  "parity")
@@ -34,9 +35,10 @@ VERSION_PACKAGES = ("reszoo", "tensorflow", "keras", "tf_keras", "tensorflow-mod
 
 
 def _files_of(path):
-    """Sorted (relative name, absolute path) of a file, or of every file under a directory."""
+    """Sorted (relative name, absolute path) of a file and its companions (`companions`), or of every file
+    under a directory."""
     if os.path.isfile(path):
-        return [(os.path.basename(path), path)]
+        return [(os.path.basename(path), path)] + companions(path)
     found = []
     for root, _, names in os.walk(path):
         for name in names:
@@ -45,12 +47,27 @@ def _files_of(path):
     return sorted(found)
 
 
+def companions(path):
+    """[(name, path)] of the files that belong to the artifact file `path` (`COMPANION_SUFFIXES`) and exist
+    beside it as plain files (a link is left out, so the sha256 no longer matches).
+
+    Example:
+        >>> companions("/nonexistent/m_model_data.cc"), COMPANION_SUFFIXES[".cc"]
+        ([], ('.h',))
+    """
+    stem, suffix = os.path.splitext(os.fspath(path))
+    found = [stem + extra for extra in COMPANION_SUFFIXES.get(suffix, ())]
+    return [(os.path.basename(p), p) for p in found if os.path.isfile(p) and not os.path.islink(p)]
+
+
 def sha256_of(path):
-    """Hex sha256 of a file; for a directory, of every file's relative name and content in sorted order."""
+    """Hex sha256 of a file; for a directory or a file with companions, of every file's relative name and
+    content in sorted order."""
     digest = hashlib.sha256()
-    is_dir = os.path.isdir(path)
-    for name, full in _files_of(path):
-        if is_dir:
+    files = _files_of(path)
+    named = os.path.isdir(path) or len(files) > 1
+    for name, full in files:
+        if named:
             digest.update(name.encode() + b"\0")
         with open(full, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):

@@ -26,7 +26,7 @@ from export import formats as format_table
 from export import raw_input
 from export.core.files import check_output_target, remove_created, staged_dir
 from export.core.errors import UserError
-from export.request import TARGET_PRECISIONS, ExportRequest
+from export.request import ExportRequest
 
 MIN_CALIBRATION_SAMPLES = 100
 # export_model's positional parameters after the model, from before ExportRequest (still accepted)
@@ -307,8 +307,12 @@ def _convert_and_verify(run, row, context, reference, common):
         parity = verify_runner(runner, row.precision, raw_input.verification_input(run.data, row.format),
                                reference["outputs"], run.data["y_verify"], run.request.gates,
                                run.request.latency_runs, noise=reference["noise"])
-    return {**artifact_entry(run.root, file, row.format, row.precision, runner.inputs, runner.outputs, parity),
-            **contract}
+    entry = artifact_entry(run.root, file, row.format, row.precision, runner.inputs, runner.outputs, parity)
+    if row.format == "micro":
+        from export.converters.micro import manifest_facts
+
+        entry["micro"] = manifest_facts(path)
+    return {**entry, **contract}
 
 
 def _write_results(run, artifacts, target_checks, reference_facts, optimization_report, common):
@@ -365,10 +369,10 @@ def _optimize(run):
 
 
 def _target_checks(root, artifacts, target, max_size):
-    if not target:
-        return {}
+    """{file: check_tflite report} of every artifact `target_for` picks a target for."""
+    from export.request import target_for
     from export.targets import check_tflite
 
-    wanted = TARGET_PRECISIONS.get(target)
-    return {a["file"]: check_tflite(os.path.join(root, a["file"]), target, max_size) for a in artifacts
-            if a["format"] == "tflite" and (wanted is None or a["precision"] in wanted)}
+    chosen = {a["file"]: target_for(a["format"], a["precision"], target) for a in artifacts}
+    return {file: check_tflite(os.path.join(root, file), name, max_size) for file, name in chosen.items() if name}
+

@@ -62,13 +62,12 @@ def normalize_op(pixels, spec):
 
 def _wrap(saved_model_dir, spec, directory, dtype):
     """Write a SavedModel whose serving_default casts its `dtype` pixels to float32, normalizes them by `spec`
-    (`normalize_op`) and calls `saved_model_dir`'s serving_default (same input name, shape and output)."""
+    (`normalize_op`) and calls `saved_model_dir`'s serving_default (same input name, shape and outputs)."""
     import tensorflow as tf
 
     loaded = tf.saved_model.load(saved_model_dir)
     signature = loaded.signatures["serving_default"]
     (input_name, input_spec), = signature.structured_input_signature[1].items()
-    output_name = next(iter(signature.structured_outputs))
 
     class RawInput(tf.Module):
         def __init__(self):
@@ -78,7 +77,7 @@ def _wrap(saved_model_dir, spec, directory, dtype):
         @tf.function(input_signature=[tf.TensorSpec(input_spec.shape, dtype, name=input_name)])
         def serve(self, pixels):
             normalized = normalize_op(tf.cast(pixels, tf.float32), spec)
-            return {output_name: signature(**{input_name: normalized})[output_name]}
+            return signature(**{input_name: normalized})  # every output, under its own name
 
     module = RawInput()
     tf.saved_model.save(module, directory, signatures={"serving_default": module.serve})
@@ -160,3 +159,6 @@ def check_request(request):
     if not any(takes_pixels_format(v.format) for v in request.variants):
         raise UserError("--raw-input bakes preprocessing into tflite/onnx/saved_model artifacts; "
                         "--format keras alone stays float (normalized input)")
+    if any(v.format == "micro" for v in request.variants):
+        raise UserError("--raw-input does not apply to --format micro: its int8 input is quantized on the device "
+                        "with the header's input scale and zero point; export micro without --raw-input")

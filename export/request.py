@@ -100,8 +100,24 @@ def _check_target(request):
     wanted = TARGET_PRECISIONS.get(request.target)
     if wanted and not any(v.format == "tflite" and v.precision in wanted for v in request.variants):
         raise UserError(f"--target {request.target} checks TFLite {'/'.join(wanted)} artifacts; add --precision int8")
-    if request.target and not any(v.format == "tflite" for v in request.variants):
-        raise UserError(f"--target {request.target} checks TFLite files; add --format tflite")
+    if request.target and not any(target_for(v.format, v.precision, request.target) == request.target
+                                  for v in request.variants):
+        also = " (or --format micro)" if request.target == "micro" else ""
+        raise UserError(f"--target {request.target} checks TFLite files; add --format tflite{also}")
+
+
+def target_for(format, precision, target):
+    """The edge target an artifact is checked against: a micro source always against micro; a tflite file
+    against --target (only at the precisions `TARGET_PRECISIONS` names for it); anything else: None.
+
+    Example:
+        >>> target_for("micro", "int8", None), target_for("tflite", "fp32", "edgetpu"), target_for("onnx", "fp32", "x")
+        ('micro', None, None)
+    """
+    if format == "micro":
+        return "micro"
+    wanted = TARGET_PRECISIONS.get(target)
+    return target if format == "tflite" and target and (wanted is None or precision in wanted) else None
 
 
 CHECKS = (_check_optimizations, _check_int8_io, _check_target, _check_raw_input)  # run in this order by ExportRequest.build

@@ -6,6 +6,7 @@
     runner.inputs, runner.outputs                 # [{"name","shape","dtype","quantization"}]
 
 Runtimes: TFLite -> `ai_edge_litert` Interpreter (num_threads), ONNX -> onnxruntime (intra_op threads),
+micro (a TFLM `.cc` source) -> the array it holds in the `ai_edge_litert` Interpreter,
 SavedModel -> TensorFlow, keras -> Keras. Int8 input/output tensors are quantized/dequantized with the
 scale and zero point recorded in the file, so callers always pass and receive float32. A uint8 input tensor
 (a `--raw-input` artifact: preprocessing in the graph) gets the pixels as they are (`feed_for`). Artifacts with a
@@ -99,7 +100,7 @@ class TFLiteRunner(Runner):
         from export.core.quiet import native_noise_filtered
 
         with native_noise_filtered():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-            self.interpreter = Interpreter(model_path=os.fspath(path), num_threads=threads)
+            self.interpreter = Interpreter(**self.interpreter_options(path), num_threads=threads)
             self.interpreter.allocate_tensors()
         self.input, = self.interpreter.get_input_details()
         self.output, = self.interpreter.get_output_details()
@@ -107,6 +108,11 @@ class TFLiteRunner(Runner):
         self.inputs = [self._info(self.input)]
         self.outputs = [self._info(self.output)]
         self._shape = None
+
+    @staticmethod
+    def interpreter_options(path):
+        """The Interpreter's model (and kernel) arguments for the artifact at `path`."""
+        return {"model_path": os.fspath(path)}
 
     @staticmethod
     def _info(detail):
@@ -125,6 +131,21 @@ class TFLiteRunner(Runner):
         out = self.interpreter.get_tensor(self.output["index"])
         quantization = self.outputs[0]["quantization"]
         return dequantize(out, quantization) if quantization else out.astype("float32")
+
+
+class MicroSourceRunner(TFLiteRunner):
+    """The flatbuffer array of a TensorFlow Lite Micro source (`<name>_model_data.cc`) in the ai_edge_litert
+    interpreter: the bytes parsed back from the .cc (`export.micro.source.read_array`), so a wrong array fails,
+    run with LiteRT's reference kernels, whose integer arithmetic TFLM's kernels share (measured: outputs
+    bit-identical to the TFLM interpreter on held-out digits; the default XNNPACK kernels differ by a few steps)."""
+
+    @staticmethod
+    def interpreter_options(path):
+        from ai_edge_litert.interpreter import OpResolverType
+
+        from export.micro.source import read_array
+
+        return {"model_content": read_array(path), "experimental_op_resolver_type": OpResolverType.BUILTIN_REF}
 
 
 class OnnxRunner(Runner):
@@ -217,11 +238,12 @@ def _set_tf_threads(threads):
         pass
 
 
-RUNNERS = {"tflite": TFLiteRunner, "onnx": OnnxRunner, "saved_model": SavedModelRunner, "keras": KerasRunner}
+RUNNERS = {"tflite": TFLiteRunner, "onnx": OnnxRunner, "saved_model": SavedModelRunner, "keras": KerasRunner,
+           "micro": MicroSourceRunner}
 
 
 def load_runner(path, format, threads=None):
-    """A runner for the artifact at `path` of `format` (tflite, onnx, saved_model, keras).
+    """A runner for the artifact at `path` of `format` (tflite, onnx, saved_model, keras, micro).
 
     Example:
         >>> load_runner("model.onnx", "onnx", threads=1).predict(x)  # doctest: +SKIP

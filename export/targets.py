@@ -6,8 +6,9 @@ Targets (a data table, `TARGETS`):
   writing a float (or int16) tensor is flagged, except the QUANTIZE of a model input and the DEQUANTIZE of a
   model output (they run on the CPU at the edges of a full-int8 model with float I/O).
 - gpu: ops outside the LiteRT GPU delegate's operation list (`GPU_DELEGATE_OPS`) would fall back to CPU.
-- micro: ops outside the TensorFlow Lite Micro op resolver (`MICRO_OPS`); micro also caps the file size
-  (`MICRO_DEFAULT_MAX_SIZE` unless `max_size` is given) since the model must fit in MCU flash.
+- micro: ops outside the TensorFlow Lite Micro op resolver (`MICRO_OPS`, from `export.micro.ops`); micro also
+  caps the flatbuffer size (`MICRO_DEFAULT_MAX_SIZE` unless `max_size` is given) since the model must fit in MCU
+  flash. A TFLM source (`<name>_model_data.cc`, `--format micro`) is checked by the array it holds.
 Every target flags dynamic shapes (a -1 in a tensor's shape signature) and a file larger than `max_size`.
 Ops are read from the flatbuffer with the LiteRT interpreter (`_get_ops_details`, no allocation needed).
 
@@ -22,6 +23,8 @@ import os
 import numpy as np
 
 from export.core.errors import UserError
+from export.formats import FORMATS
+from export.micro.ops import MICRO_OPS  # TFLM builtin kernels (the MicroMutableOpResolver table)
 
 # LiteRT GPU delegate (tflite/delegates/gpu/common/model_builder.cc operation parsers; the documented list
 # at ai.google.dev/edge/litert/performance/gpu is a subset).
@@ -33,19 +36,6 @@ MINIMUM MIRROR_PAD MUL NEG NOT_EQUAL ONE_HOT PACK PAD PADV2 POW PRELU QUANTIZE R
 REDUCE_PROD RELU RELU6 RELU_N1_TO_1 RESHAPE RESIZE_BILINEAR RESIZE_NEAREST_NEIGHBOR RSQRT SELECT_V2 SIN
 SLICE SOFTMAX SPACE_TO_DEPTH SPLIT SPLIT_V SQRT SQUARE SQUARED_DIFFERENCE STRIDED_SLICE SUB SUM TANH TILE
 TRANSPOSE TRANSPOSE_CONV
-""".split())
-
-# TensorFlow Lite Micro builtin kernels (tflite-micro micro_mutable_op_resolver.h `Add...` methods).
-MICRO_OPS = frozenset("""
-ABS ADD ADD_N ARG_MAX ARG_MIN ASSIGN_VARIABLE AVERAGE_POOL_2D BATCH_MATMUL BATCH_TO_SPACE_ND BROADCAST_ARGS
-BROADCAST_TO CALL_ONCE CAST CEIL CONCATENATION CONV_2D COS CUMSUM DEPTH_TO_SPACE DEPTHWISE_CONV_2D
-DEQUANTIZE DIV ELU EMBEDDING_LOOKUP EQUAL EXP EXPAND_DIMS FILL FLOOR FLOOR_DIV FLOOR_MOD FULLY_CONNECTED
-GATHER GATHER_ND GREATER GREATER_EQUAL HARD_SWISH IF L2_NORMALIZATION L2_POOL_2D LEAKY_RELU LESS LESS_EQUAL
-LOG LOG_SOFTMAX LOGICAL_AND LOGICAL_NOT LOGICAL_OR LOGISTIC MAX_POOL_2D MAXIMUM MEAN MINIMUM MIRROR_PAD MUL
-NEG NOT_EQUAL PACK PAD PADV2 PRELU QUANTIZE READ_VARIABLE REDUCE_MAX REDUCE_MIN RELU RELU6 RESHAPE
-RESIZE_BILINEAR RESIZE_NEAREST_NEIGHBOR REVERSE_V2 ROUND RSQRT SELECT_V2 SHAPE SIN SLICE SOFTMAX
-SPACE_TO_BATCH_ND SPACE_TO_DEPTH SPLIT SPLIT_V SQRT SQUARE SQUARED_DIFFERENCE SQUEEZE STRIDED_SLICE SUB SUM
-SVDF TANH TRANSPOSE TRANSPOSE_CONV UNIDIRECTIONAL_SEQUENCE_LSTM UNPACK VAR_HANDLE WHILE ZEROS_LIKE
 """.split())
 
 MICRO_DEFAULT_MAX_SIZE = 1 << 20  # 1 MiB: a typical microcontroller flash budget for the model
@@ -61,8 +51,9 @@ TARGETS = {
 
 
 def check_tflite(path, target="generic", max_size=None):
-    """Check the .tflite file at `path` against `target`; returns
-    {"target", "ops": [{"op", "count"}] sorted by name, "problems": [one line each], "passed": bool}.
+    """Check the .tflite file (or TFLM source `.cc` of `export.micro.source`) at `path` against `target`;
+    returns {"target", "ops": [{"op", "count"}] sorted by name, "problems": [one line each], "passed": bool}.
+    The size checked is the flatbuffer's (for a `.cc`, its array: what the microcontroller's flash holds).
 
     Example:
         >>> sorted(TARGETS)
@@ -73,9 +64,10 @@ def check_tflite(path, target="generic", max_size=None):
     if not os.path.isfile(path):
         raise UserError(f"TFLite file {os.fspath(path)!r} does not exist")
     spec = TARGETS[target]
-    graph = read_graph(path)
+    flatbuffer = model_bytes(path)
+    graph = read_graph(flatbuffer)
     problems = dynamic_shape_problems(graph)
-    problems += size_problems(path, max_size or spec["default_max_size"])
+    problems += size_problems(len(flatbuffer), max_size or spec["default_max_size"])
     if spec["supported_ops"] is not None:
         problems += unsupported_op_problems(graph, spec["supported_ops"], target)
     if spec["integer_only"]:
@@ -83,11 +75,24 @@ def check_tflite(path, target="generic", max_size=None):
     return {"target": target, "ops": op_counts(graph), "problems": problems, "passed": not problems}
 
 
-def read_graph(path):
-    """{"ops": [{"op_name", "inputs", "outputs"}], "tensors": {index: detail}, "inputs", "outputs"}."""
+def model_bytes(path):
+    """The flatbuffer of a .tflite file, or the array of a TFLM `.cc` source (`export.micro.source.read_array`)."""
+    if os.fspath(path).endswith(FORMATS["micro"].suffix):
+        from export.micro.source import read_array
+
+        return read_array(path)
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def read_graph(flatbuffer):
+    """{"ops": [{"op_name", "inputs", "outputs"}] in execution order, "tensors": {index: detail}, "inputs",
+    "outputs"} of a flatbuffer (bytes) or a .tflite path."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=os.fspath(path))
+    source = {"model_content": bytes(flatbuffer)} if isinstance(flatbuffer, (bytes, bytearray)) else {
+        "model_path": os.fspath(flatbuffer)}
+    interpreter = Interpreter(**source)
     return {
         "ops": interpreter._get_ops_details(),
         "tensors": {t["index"]: t for t in interpreter.get_tensor_details()},
@@ -112,8 +117,7 @@ def dynamic_shape_problems(graph):
     return problems
 
 
-def size_problems(path, max_size):
-    size = os.path.getsize(path)
+def size_problems(size, max_size):
     if max_size and size > max_size:
         return [f"file size {size:,} bytes exceeds the limit of {int(max_size):,} bytes"]
     return []

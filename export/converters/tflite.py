@@ -57,6 +57,7 @@ def _int16x8(converter, tf, calibration, int8_io):
     return converter
 
 
+INT8_IO_CACHE_KEY = "tflite_int8_int8_io"  # ConvertContext.cache key of the int8 flatbuffer with int8 I/O
 SETTINGS = {"fp32": _fp32, "fp16": _fp16, "dynamic": _dynamic, "int8": _int8, "int16x8": _int16x8}
 
 
@@ -85,5 +86,8 @@ def write(context, precision, path):
         from export.converters import tflite_raw
 
         return tflite_raw.write(context, precision, path)
-    write_bytes(path, convert(context.saved_model_dir, precision, context.calibration, context.int8_io))
+    flatbuffer = convert(context.saved_model_dir, precision, context.calibration, context.int8_io)
+    if precision == "int8" and context.int8_io:  # the micro row embeds the same bytes (export.converters.micro)
+        context.cache[INT8_IO_CACHE_KEY] = flatbuffer
+    write_bytes(path, flatbuffer)
     return path

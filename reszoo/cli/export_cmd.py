@@ -9,6 +9,7 @@ Example:
     $ reszoo export resnet50 --all --data photos/ --output exports/r50 --force
     $ reszoo export model.keras --precision int8 --int8-io --target edgetpu --data digits
     $ reszoo export model.keras --raw-input --precision fp32 --precision int8 --data photos/
+    $ reszoo export model.keras --format micro --data digits   # <name>_model_data.cc/.h for TFLite Micro
     $ reszoo export model.keras --prune 0.5 --prune-structure 2:4 --qat --data digits --finetune-epochs 2
 """
 import dataclasses
@@ -86,7 +87,7 @@ def resolve_model(model):
 @click.option("--qat", is_flag=True, help="Quantization-aware training, then int8 artifacts (needs --data).")
 @click.option("--cluster", type=int, default=None, help="Weight clustering with N clusters (needs --data).")
 @click.option("--finetune-epochs", type=click.IntRange(1), default=2, show_default=True)
-@click.option("--target", type=click.Choice(list(TARGETS)), default=None, help="Check TFLite ops for an edge target.")
+@click.option("--target", type=click.Choice(list(TARGETS)), default=None, help="Check TFLite ops for an edge target (micro sources are always checked for micro).")
 @click.option("--max-size", default=None, help="Flag TFLite files larger than this (e.g. 512K, 2MB).")
 @click.option("--threads", type=click.IntRange(1), default=None, help="Runtime threads for verification.")
 @click.option("--gate", "gates", multiple=True, help="Override a parity gate: PRECISION.KEY=VALUE, e.g. "
