@@ -6,8 +6,12 @@ realistic) and, separately, at random init; exports both with `export.pipeline.e
 fp32/fp16/dynamic/int8/int16x8 and ONNX fp32/int8/dynamic, and prints each output's max |error| / range and
 SQNR (dB, all held-out samples, and the worst sample) per artifact, plus the CPU's int8 ISA flags.
 
+With --resnet20 it also measures reszoo's resnet20 (width 16, trained 4 epochs): its three stage outputs
+and its class scores, one model (`reszoo` is imported only then; `export` never imports it).
+
 Example:
     $ python tools/multi_output_parity.py --output runs/multi_output   # writes figures.json there
+    $ python tools/multi_output_parity.py --resnet20
 """
 import argparse
 import json
@@ -50,6 +54,19 @@ def train(classifier, epochs=6, image_size=32):
     return float(classifier.evaluate(normalize(held_out.x, spec), held_out.y, verbose=0)[1])
 
 
+def resnet20_stages(image_size=32):
+    """reszoo resnet20 (width 16) trained on digits, as image -> [conv2, conv3, conv4 stage outputs, class scores]."""
+    import keras
+
+    import reszoo
+
+    keras.utils.set_random_seed(0)
+    model = reszoo.create_model("resnet20", width=16, input_shape=(image_size, image_size, 3), num_classes=10)
+    accuracy = train(model, epochs=4, image_size=image_size)
+    stages = [model.get_layer(f"conv{i}_block3_out").output for i in (2, 3, 4)]
+    return keras.Model(model.input, stages + [model.output], name="resnet20_stages"), accuracy
+
+
 ROWS = (("tflite", ("fp32", "fp16", "dynamic", "int8", "int16x8")), ("onnx", ("fp32", "int8", "dynamic")))
 
 
@@ -67,9 +84,18 @@ def export_all(model, output_dir):
 
 
 def figures(artifacts):
-    """{file: {output: {max_rel_err, sqnr_db, min_sample_sqnr_db, passed}}} of the exported artifacts."""
-    return {a["file"]: {name: {key: m[key] for key in ("max_rel_err", "sqnr_db", "min_sample_sqnr_db", "passed")}
+    """{file: {output: {kind, max_rel_err, sqnr_db, min_sample_sqnr_db (features), top1_agreement (class scores),
+    passed}}} of the exported artifacts."""
+    keys = ("kind", "max_rel_err", "sqnr_db", "min_sample_sqnr_db", "top1_agreement", "passed")
+    return {a["file"]: {name: {key: m.get(key) for key in keys}
                         for name, m in a["parity"]["outputs"].items()} for a in artifacts}
+
+
+def _cell(name, m):
+    """One output's figures on one line."""
+    extra = (f"worst sample {m['min_sample_sqnr_db']:.1f} dB" if m["kind"] == "features"
+             else f"top-1 {m['top1_agreement']:.3f}")
+    return f"{name}: rel {m['max_rel_err']:.1e} SQNR {m['sqnr_db']:.1f} dB ({extra}){'' if m['passed'] else ' FAIL'}"
 
 
 def main():
@@ -78,20 +104,23 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default=None, help="where figures.json goes [printed only]")
     parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--resnet20", action="store_true", help="also measure reszoo's resnet20 stage outputs")
     args = parser.parse_args()
     results = {"machine": cpu_facts()}
+    states = ("trained", "random_init") + (("resnet20",) if args.resnet20 else ())
     with tempfile.TemporaryDirectory() as work:
-        for state in ("trained", "random_init"):
-            features, classifier = backbone()
+        for state in states:
+            if state == "resnet20":
+                features, results["resnet20_accuracy"] = resnet20_stages()
+            else:
+                features, classifier = backbone()
             if state == "trained":
                 results["trained_accuracy"] = train(classifier, args.epochs)
             results[state] = figures(export_all(features, os.path.join(work, state)))
-    for state in ("trained", "random_init"):
+    for state in states:
         print(f"== {state}")
         for file, outputs in results[state].items():
-            print(f"{file:28s} " + "  ".join(f"{n}: rel {m['max_rel_err']:.1e} SQNR {m['sqnr_db']:.1f} "
-                                              f"(worst sample {m['min_sample_sqnr_db']:.1f}) dB"
-                                              f"{'' if m['passed'] else ' FAIL'}" for n, m in outputs.items()))
+            print(f"{file:28s} " + "  ".join(_cell(name, m) for name, m in outputs.items()))
     print(json.dumps(results["machine"]))
     if args.output:
         from export.core.files import write_json
