@@ -260,11 +260,12 @@ def _trace(run, model, work):
 
 def _reference(run, model):
     """The reference's outputs on the held-out part, its own float noise, and its facts for the report."""
+    from export.outputs import reference_outputs
     from export.verify import reference_noise
 
     x, y = run.data["x_verify"], run.data["y_verify"]
     runner = _reference_runner(run.source, model)
-    outputs = runner.predict(x)
+    outputs = reference_outputs(runner, x, len(run.labels or []))  # an array, or Outputs for several
     noise = reference_noise(runner, x, outputs)
     facts = _reference_facts(runner, outputs, x, y, run.request.latency_runs, run.source, model)
     return {"outputs": outputs, "noise": noise, "facts": {**facts, "noise": noise}}
@@ -338,13 +339,15 @@ def _write_results(run, artifacts, target_checks, reference_facts, optimization_
 
 
 def _reference_facts(runner, outputs, x, y, latency_runs, source, model):
+    from export.outputs import class_scores_of
     from export.verify import labels_usable
 
+    outputs = class_scores_of(outputs)  # the class scores accuracy is measured on (None for features only)
     latencies = runner.latency_ms(x[:1], runs=latency_runs) if latency_runs else []
     facts = {"description": f"{source.name} ({'optimized tf_keras' if model is not source.model else 'source'} "
                             f"model in {'TensorFlow' if model is None else 'Keras'})",
              "samples": int(len(x)), "latency_ms_median": float(np.median(latencies)) if latencies else None}
-    if labels_usable(y, outputs):
+    if outputs is not None and labels_usable(y, outputs):
         facts["accuracy"] = float(np.mean(outputs.argmax(-1) == y))
     return facts
 

@@ -312,11 +312,21 @@ def read_images(images, spec, pixels=False):
     return inputs, errors
 
 
+def refuse_several_outputs(artifact, runner):
+    """UserError for a model with several outputs (a feature backbone): top-k labels need one class-score
+    output, and feature maps have no labels; such models are run with `export.runtimes` (`predict_all`)."""
+    if len(runner.outputs) > 1:
+        raise UserError(f"cannot predict with {artifact.path!r}: it has {len(runner.outputs)} outputs "
+                        f"({', '.join(runner.output_names)}); predict needs one class-score output "
+                        "(run feature models with export.runtimes.load_runner(...).predict_all)")
+
+
 def run_artifact(artifact, images, top_k_count=5, threads=None):
     """Per-image results of `artifact` (an Artifact): {"image", "top_k"} or {"image", "error"}, in input order."""
     from export.runtimes import load_runner
 
     runner = load_runner(artifact.path, artifact.format, threads)
+    refuse_several_outputs(artifact, runner)
     spec = spec_for(artifact, runner)
     inputs, errors = read_images([os.fspath(image) for image in images], spec, artifact.pixels)
     probabilities = {}

@@ -1,5 +1,9 @@
 """report.json, report.md and the rich summary table of an export run; the rich progress bar over its steps.
 
+One row per artifact. When an artifact has several outputs (`parity["outputs"]`, see export.output_parity), the
+table gains "worst output" and "SQNR dB" columns (its errors are the worst output's) and report.md a section
+with every output of every artifact; a one-output export's table is unchanged.
+
 Example:
     >>> row = {"file": "m_int8.tflite", "format": "tflite", "precision": "int8", "size_bytes": 2048,
     ...        "parity": {"max_abs_err": 0.01, "top1_agreement": 0.99, "passed": True, "failures": []}}
@@ -15,6 +19,9 @@ REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 COLUMNS = ("artifact", "format", "precision", "size", "gzip", "max abs err", "top-1 agree", "acc Δ (pts)",
            "latency ms", "result")
+OUTPUT_COLUMNS = ("worst output", "SQNR dB")  # inserted before "latency ms" when an artifact has several outputs
+OUTPUT_DETAIL_COLUMNS = ("artifact", "output", "shape", "kind", "max abs err", "max err / range", "SQNR dB",
+                         "top-1 agree", "result")
 
 
 def human_size(size):
@@ -29,21 +36,56 @@ def _number(value, pattern):
     return "—" if value is None else format(value, pattern)
 
 
-def row_cells(artifact):
-    """The table cells of one artifact entry (manifest entry with "parity")."""
+def _result(parity):
+    return "PASS" if parity.get("passed") else "FAIL: " + "; ".join(parity.get("failures") or ["not verified"])
+
+
+def has_several_outputs(artifacts):
+    """True when any artifact's parity is per output (a multi-output model)."""
+    return any((a.get("parity") or {}).get("outputs") for a in artifacts)
+
+
+def columns(artifacts):
+    """The table columns: COLUMNS, with OUTPUT_COLUMNS before the latency when outputs are several."""
+    if not has_several_outputs(artifacts):
+        return COLUMNS
+    at = COLUMNS.index("latency ms")
+    return COLUMNS[:at] + OUTPUT_COLUMNS + COLUMNS[at:]
+
+
+def row_cells(artifact, per_output=False):
+    """The table cells of one artifact entry (manifest entry with "parity"); `per_output` adds OUTPUT_COLUMNS."""
     parity = artifact.get("parity") or {}
-    result = "PASS" if parity.get("passed") else "FAIL: " + "; ".join(parity.get("failures") or ["not verified"])
-    return (artifact["file"], artifact["format"], artifact["precision"], human_size(artifact.get("size_bytes", 0)),
-            human_size(artifact.get("gzip_size_bytes", 0)), _number(parity.get("max_abs_err"), ".2e"),
-            _number(parity.get("top1_agreement"), ".2%"), _number(parity.get("accuracy_delta"), "+.2f"),
-            _number(parity.get("latency_ms_median"), ".3f"), result)
+    cells = (artifact["file"], artifact["format"], artifact["precision"], human_size(artifact.get("size_bytes", 0)),
+             human_size(artifact.get("gzip_size_bytes", 0)), _number(parity.get("max_abs_err"), ".2e"),
+             _number(parity.get("top1_agreement"), ".2%"), _number(parity.get("accuracy_delta"), "+.2f"))
+    if per_output:
+        cells += (parity.get("worst_output") or "—", _number(parity.get("sqnr_db"), ".1f"))
+    return cells + (_number(parity.get("latency_ms_median"), ".3f"), _result(parity))
+
+
+def _markdown_lines(header, rows):
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
+        "| " + " | ".join(row) + " |" for row in rows]
 
 
 def markdown_table(artifacts):
     """A markdown table with one row per artifact."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(row_cells(a)) + " |" for a in artifacts]
-    return "\n".join(lines)
+    per_output = has_several_outputs(artifacts)
+    return "\n".join(_markdown_lines(columns(artifacts), [row_cells(a, per_output) for a in artifacts]))
+
+
+def output_rows(artifacts):
+    """OUTPUT_DETAIL_COLUMNS cells of every output of every multi-output artifact, in output order."""
+    rows = []
+    for artifact in artifacts:
+        for name, m in ((artifact.get("parity") or {}).get("outputs") or {}).items():
+            rows.append((artifact["file"], name, "×".join(map(str, m.get("shape", []))), m.get("kind", ""),
+                         _number(m.get("max_abs_err"), ".2e"), _number(m.get("max_rel_err"), ".2e"),
+                         _number(m.get("sqnr_db"), ".1f"),
+                         _number(m.get("top1_agreement"), ".2%") if m.get("kind") == "class_scores" else "—",
+                         _result(m)))
+    return rows
 
 
 def build_report(manifest, reference, passed, wall_time_s, notes=()):
@@ -64,6 +106,10 @@ def _markdown(report):
              f"median batch-1 latency {_number(reference.get('latency_ms_median'), '.3f')} ms "
              f"({reference.get('samples')} held-out samples from {(report.get('data') or {}).get('source')}).", "",
              markdown_table(report["artifacts"]), ""]
+    if has_several_outputs(report["artifacts"]):
+        lines += ["## Outputs", "", "Every output against the reference output of the same name (class scores: "
+                  "the classifier gate; features: the fp32 noise rule, else SQNR).", "",
+                  *_markdown_lines(OUTPUT_DETAIL_COLUMNS, output_rows(report["artifacts"])), ""]
     for target_file, check in report["target_checks"].items():
         ops = ", ".join(f"{o['op']}×{o['count']}" for o in check["ops"])
         lines += [f"## Target {check['target']}: {target_file} — {'ok' if check['passed'] else 'PROBLEMS'}", "",
@@ -93,11 +139,12 @@ def summary_table(artifacts, title="export"):
     from rich.table import Table
 
     table = Table(title=title)
-    for column in COLUMNS:
-        table.add_column(column, justify="right" if column not in ("artifact", "result", "format") else "left",
+    for column in columns(artifacts):
+        table.add_column(column, justify="right" if column not in ("artifact", "result", "format",
+                                                                   "worst output") else "left",
                          no_wrap=column == "artifact")
     for artifact in artifacts:
-        cells = list(row_cells(artifact))
+        cells = list(row_cells(artifact, has_several_outputs(artifacts)))
         cells[-1] = "[green]PASS[/green]" if cells[-1] == "PASS" else f"[red]{cells[-1]}[/red]"
         table.add_row(*cells)
     return table

@@ -1,7 +1,8 @@
 """Run any exported artifact in the runtime that will run it on the device, behind one interface.
 
     runner = load_runner(path, format, threads=None)
-    runner.predict(x)            # x: preprocessed float32 NHWC batch -> float32 outputs (N, ...)
+    runner.predict(x)            # x: preprocessed float32 NHWC batch -> float32 outputs (N, ...) (one output)
+    runner.predict_all(x)        # every output: [float32 (N, ...)] in the order of runner.output_names
     runner.latency_ms(x_one, runs=30, warmup=5)   # list of per-call milliseconds at batch 1
     runner.inputs, runner.outputs                 # [{"name","shape","dtype","quantization"}]
 
@@ -11,6 +12,11 @@ SavedModel -> TensorFlow, keras -> Keras. Int8 input/output tensors are quantize
 scale and zero point recorded in the file, so callers always pass and receive float32. A uint8 input tensor
 (a `--raw-input` artifact: preprocessing in the graph) gets the pixels as they are (`feed_for`). Artifacts with a
 static batch of 1 are run one sample at a time. This API is stable: benchmarks import it.
+
+Several outputs (`export.outputs`): every runtime names them by the SavedModel signature key (`output_0`, ...
+or a dict model's keys; `signature_key` in `runner.outputs`) and lists them in `natural_order`, matched by
+name (TFLite sorts signature outputs as strings, ONNX keeps its graph order). `predict`/`run_batch` serve
+one-output models and raise a UserError naming the outputs otherwise; `predict_all`/`run_all` serve every model.
 
 Example:
     >>> runner = load_runner("exports/resnet20/resnet20_int8.tflite", "tflite", threads=1)  # doctest: +SKIP
@@ -22,14 +28,16 @@ import time
 import numpy as np
 
 from export.core.errors import UserError
+from export.outputs import in_order, keras_output_shapes, natural_order
 
 CHUNK = 64  # batch size used for artifacts with a dynamic batch dimension
 
 
-def _tensor_info(name, shape, dtype, scale=None, zero_point=None):
+def _tensor_info(name, shape, dtype, scale=None, zero_point=None, signature_key=None):
     quantization = None if not scale else {"scale": float(scale), "zero_point": int(zero_point)}
-    return {"name": name, "shape": [int(d) if d is not None else -1 for d in shape], "dtype": str(dtype),
+    info = {"name": name, "shape": [int(d) if d is not None else -1 for d in shape], "dtype": str(dtype),
             "quantization": quantization}
+    return info if signature_key is None else {**info, "signature_key": signature_key}
 
 
 def quantize(x, quantization, dtype):
@@ -68,25 +76,52 @@ class Runner:
     """Common behaviour: batching by the artifact's batch size and batch-1 latency measurement."""
 
     batch = None  # 1 for static batch-1 artifacts, None for dynamic
+    outputs = ()  # tensor infos, in export.outputs.natural_order of their signature keys
+
+    @property
+    def output_names(self):
+        """The outputs' signature keys, in the order `run_all`/`predict_all` return them."""
+        return [o.get("signature_key", o["name"]) for o in self.outputs]
+
+    def run_all(self, x):
+        """Every output of one batch, in `output_names` order (subclasses implement this or `run_batch`)."""
+        return [self.run_batch(x)]
 
     def run_batch(self, x):
-        raise TypeError("subclasses implement run_batch")
+        """The output of one batch, for a one-output artifact."""
+        self.check_one_output()
+        return self.run_all(x)[0]
+
+    def check_one_output(self):
+        """UserError naming the outputs when there are several (callers then use run_all/predict_all)."""
+        if len(self.outputs) > 1:
+            raise UserError(f"the model has {len(self.outputs)} outputs ({', '.join(self.output_names)}); "
+                            "this needs a one-output model (use predict_all for every output)")
 
     def predict(self, x):
-        """Float32 outputs for a preprocessed float32 batch (any N)."""
+        """Float32 outputs for a preprocessed float32 batch (any N), for a one-output artifact."""
+        self.check_one_output()
         x = np.asarray(x, dtype="float32")
         step = self.batch or CHUNK
         return np.concatenate([self.run_batch(x[i:i + step]) for i in range(0, len(x), step)])
 
+    def predict_all(self, x):
+        """[float32 (N, ...) per output] in `output_names` order, for a preprocessed float32 batch (any N)."""
+        x = np.asarray(x, dtype="float32")
+        step = self.batch or CHUNK
+        chunks = [self.run_all(x[i:i + step]) for i in range(0, len(x), step)]
+        return [np.concatenate(parts) for parts in zip(*chunks)]
+
     def latency_ms(self, x_one, runs=30, warmup=5):
-        """Milliseconds of `runs` single-sample calls after `warmup` untimed calls."""
+        """Milliseconds of `runs` single-sample calls (every output computed) after `warmup` untimed calls."""
         x_one = np.asarray(x_one, dtype="float32")[:1]
+        call = self.run_all if len(self.outputs) > 1 else self.run_batch
         for _ in range(warmup):
-            self.run_batch(x_one)
+            call(x_one)
         times = []
         for _ in range(runs):
             start = time.perf_counter()
-            self.run_batch(x_one)
+            call(x_one)
             times.append((time.perf_counter() - start) * 1000.0)
         return times
 
@@ -103,11 +138,19 @@ class TFLiteRunner(Runner):
             self.interpreter = Interpreter(**self.interpreter_options(path), num_threads=threads)
             self.interpreter.allocate_tensors()
         self.input, = self.interpreter.get_input_details()
-        self.output, = self.interpreter.get_output_details()
         self.batch = 1 if int(self.input["shape_signature"][0]) == 1 else None
         self.inputs = [self._info(self.input)]
-        self.outputs = [self._info(self.output)]
+        details = self._output_details()
+        self.output_details = [details[name] for name in natural_order(details)]
+        self.outputs = [self._info(detail, name) for name, detail in zip(natural_order(details), self.output_details)]
         self._shape = None
+
+    def _output_details(self):
+        """{signature key: tensor detail} of serving_default (files without signatures: output_i by position)."""
+        signatures = self.interpreter.get_signature_list()
+        if SERVING in signatures:
+            return self.interpreter.get_signature_runner(SERVING).get_output_details()
+        return {f"output_{i}": detail for i, detail in enumerate(self.interpreter.get_output_details())}
 
     @staticmethod
     def interpreter_options(path):
@@ -115,21 +158,24 @@ class TFLiteRunner(Runner):
         return {"model_path": os.fspath(path)}
 
     @staticmethod
-    def _info(detail):
+    def _info(detail, signature_key=None):
         scale, zero_point = detail["quantization"]
         quantized = np.issubdtype(detail["dtype"], np.integer)
         return _tensor_info(detail["name"], detail["shape_signature"], np.dtype(detail["dtype"]).name,
-                            scale if quantized else None, zero_point)
+                            scale if quantized else None, zero_point, signature_key)
 
-    def run_batch(self, x):
+    def run_all(self, x):
         if self.batch is None and self._shape != x.shape:
             self.interpreter.resize_tensor_input(self.input["index"], x.shape)
             self.interpreter.allocate_tensors()
             self._shape = x.shape
         self.interpreter.set_tensor(self.input["index"], feed_for(x, self.inputs[0]))
         self.interpreter.invoke()
-        out = self.interpreter.get_tensor(self.output["index"])
-        quantization = self.outputs[0]["quantization"]
+        return [self._float(self.interpreter.get_tensor(detail["index"]), info["quantization"])
+                for detail, info in zip(self.output_details, self.outputs)]
+
+    @staticmethod
+    def _float(out, quantization):
         return dequantize(out, quantization) if quantization else out.astype("float32")
 
 
@@ -165,12 +211,15 @@ class OnnxRunner(Runner):
         self.inputs = [_tensor_info(i.name, [d if isinstance(d, int) else None for d in i.shape],
                                     i.type.replace("tensor(", "").replace(")", "").replace("float", "float32"))
                        for i in self.session.get_inputs()]
+        graph_outputs = {o.name: o for o in self.session.get_outputs()}
         self.outputs = [_tensor_info(o.name, [d if isinstance(d, int) else None for d in o.shape],
-                                     o.type.replace("tensor(", "").replace(")", "").replace("float", "float32"))
-                        for o in self.session.get_outputs()]
+                                     o.type.replace("tensor(", "").replace(")", "").replace("float", "float32"),
+                                     signature_key=o.name)
+                        for o in map(graph_outputs.get, natural_order(graph_outputs))]
 
-    def run_batch(self, x):
-        return self.session.run(None, {self.input_name: feed_for(x, self.inputs[0])})[0].astype("float32")
+    def run_all(self, x):
+        outputs = self.session.run(self.output_names, {self.input_name: feed_for(x, self.inputs[0])})
+        return [out.astype("float32") for out in outputs]
 
 
 class SavedModelRunner(Runner):
@@ -183,15 +232,16 @@ class SavedModelRunner(Runner):
         self.loaded = tf.saved_model.load(os.fspath(path))  # owns the variables the signature reads
         self.signature = self.loaded.signatures["serving_default"]
         (self.input_name, spec), = self.signature.structured_input_signature[1].items()
-        self.output_name = next(iter(self.signature.structured_outputs))
         self.batch = 1 if spec.shape[0] == 1 else None
-        out_spec = self.signature.structured_outputs[self.output_name]
+        specs = self.signature.structured_outputs
         self.inputs = [_tensor_info(self.input_name, spec.shape.as_list(), spec.dtype.name)]
-        self.outputs = [_tensor_info(self.output_name, out_spec.shape.as_list(), out_spec.dtype.name)]
+        self.outputs = [_tensor_info(name, specs[name].shape.as_list(), specs[name].dtype.name, signature_key=name)
+                        for name in natural_order(specs)]
         self._tf = tf
 
-    def run_batch(self, x):
-        return self.signature(**{self.input_name: self._tf.constant(feed_for(x, self.inputs[0]))})[self.output_name].numpy()
+    def run_all(self, x):
+        result = self.signature(**{self.input_name: self._tf.constant(feed_for(x, self.inputs[0]))})
+        return [result[name].numpy() for name in self.output_names]
 
 
 class KerasRunner(Runner):
@@ -216,14 +266,19 @@ class KerasRunner(Runner):
         self.model = model
         self._call = tf.function(lambda x: model(x, training=False))  # graph mode: fair batch-1 latency
         self.inputs = [_tensor_info(model.inputs[0].name, model.input_shape, "float32")]
-        self.outputs = [_tensor_info("output_0", model.output_shape, "float32")]
+        self.outputs = [_tensor_info(name, shape, "float32", signature_key=name)
+                        for name, shape in keras_output_shapes(model).items()]
 
     def predict(self, x):
-        return np.asarray(self.model.predict(np.asarray(x, dtype="float32"), batch_size=CHUNK, verbose=0),
-                          dtype="float32")
+        self.check_one_output()
+        return self.predict_all(x)[0]
 
-    def run_batch(self, x):
-        return np.asarray(self._call(x), dtype="float32")
+    def predict_all(self, x):
+        found = self.model.predict(np.asarray(x, dtype="float32"), batch_size=CHUNK, verbose=0)
+        return in_order(found, self.output_names)
+
+    def run_all(self, x):
+        return in_order(self._call(x), self.output_names)
 
 
 def _set_tf_threads(threads):
@@ -238,6 +293,7 @@ def _set_tf_threads(threads):
         pass
 
 
+SERVING = "serving_default"  # the signature every converter writes
 RUNNERS = {"tflite": TFLiteRunner, "onnx": OnnxRunner, "saved_model": SavedModelRunner, "keras": KerasRunner,
            "micro": MicroSourceRunner}
 

@@ -1,4 +1,5 @@
-"""Trace a model once into a SavedModel with a `serving_default` signature (input -> {"output_0": ...}).
+"""Trace a model once into a SavedModel with a `serving_default` signature (input -> {"output_0": ...}; a model
+with several outputs gets `export.outputs.outputs_by_name` keys: output_0, output_1, ... or its dict keys).
 
 Accepts Keras-3 models (`model.export`) and tf_keras models (returned by the prune/QAT/cluster step;
 saved with `tf.saved_model.save` and an explicit serving function). Every TFLite precision and the ONNX
@@ -14,7 +15,7 @@ Example:
 """
 import os
 
-OUTPUT_NAME = "output_0"
+from export.outputs import SINGLE_OUTPUT as OUTPUT_NAME, outputs_by_name
 
 
 def is_tf_keras_model(model):
@@ -43,7 +44,7 @@ def _export_tf_keras(model, directory, shape):
 
     @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, name=name)])
     def serve(x):
-        return {OUTPUT_NAME: model(x, training=False)}
+        return outputs_by_name(model(x, training=False))  # the keys model.export gives Keras-3 models
 
     tf.saved_model.save(model, directory, signatures={"serving_default": serve.get_concrete_function()})
 

@@ -43,7 +43,8 @@ PROBABILITY_FLOOR = 2.0 ** -100
 PROBABILITY_SUM_TOLERANCE = 1e-3  # rows of a float32 softmax sum to 1 within ~1e-6; int8 ones within 1/256 x N
 NOISE_SAMPLES = 64  # samples the reference is re-run on (batch 1) to measure its own float noise
 NOISE_RULE_KEYS = ("noise_multiple", "noise_floor")  # an explicit max_rel_err replaces these
-GATE_KEYS = ("max_rel_err", "min_agreement", "max_accuracy_drop") + NOISE_RULE_KEYS
+GATE_KEYS = ("max_rel_err", "min_agreement", "max_accuracy_drop") + NOISE_RULE_KEYS + ("min_sqnr_db",)  # last:
+# feature outputs of multi-output models (export.output_parity)
 LATENCY_RUNS = 30
 LATENCY_WARMUP = 5
 
@@ -161,6 +162,12 @@ def reference_noise(runner, x, reference, samples=NOISE_SAMPLES):
         >>> reference_noise(KerasRunner.from_model(model), x, model.predict(x))  # doctest: +SKIP
         0.00043
     """
+    from export.outputs import Outputs
+
+    if isinstance(reference, Outputs):  # several outputs: {name: noise}
+        from export.output_parity import outputs_noise
+
+        return outputs_noise(runner, x, reference, samples)
     x = np.asarray(x[:samples], dtype="float32")
     again = np.concatenate([runner.run_batch(x[i:i + 1]) for i in range(len(x))])
     first, second, _ = comparable(np.asarray(reference)[:len(x)], again)
@@ -218,8 +225,15 @@ def verify_runner(runner, precision, x, reference, labels=None, gates=None, late
                   latency_warmup=LATENCY_WARMUP, noise=0.0):
     """Run `runner` on `x`, compare with `reference` (whose own noise is `noise`), time batch-1 calls.
 
-    Returns the parity dict: `parity_metrics`, "latency_ms_median", "gate", "failures", "passed".
+    Returns the parity dict: `parity_metrics`, "latency_ms_median", "gate", "failures", "passed". A reference
+    with several outputs (`export.outputs.Outputs`) is compared output by output (`export.output_parity`).
     """
+    from export.outputs import Outputs
+
+    if isinstance(reference, Outputs):
+        from export.output_parity import verify_outputs
+
+        return verify_outputs(runner, precision, x, reference, labels, gates, latency_runs, latency_warmup, noise)
     gate = dict((gates or DEFAULT_GATES).get(precision, {}))
     metrics = parity_metrics(reference, runner.predict(x), labels, noise, gate)
     latencies = runner.latency_ms(x[:1], runs=latency_runs, warmup=latency_warmup) if latency_runs else []
@@ -343,6 +357,7 @@ def verify_export_dir(export_dir, data=None, gates=None, threads=None, samples=N
         True
     """
     from export.manifest import artifact_path, integrity_problems, read_manifest
+    from export.outputs import reference_outputs
     from export.runtimes import load_runner
 
     manifest = read_manifest(export_dir)
@@ -359,7 +374,7 @@ def verify_export_dir(export_dir, data=None, gates=None, threads=None, samples=N
     reference_loader = reference_runner(export_dir, manifest, threads, trust)
     feed, y, source = verification_inputs(manifest, data, samples)
     x = feed(reference_entry(manifest))
-    reference = reference_loader.predict(x)
+    reference = reference_outputs(reference_loader, x, len(manifest.get("labels") or []))
     noise = reference_noise(reference_loader, x, reference)
     for artifact in runnable:
         if progress:

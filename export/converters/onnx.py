@@ -3,7 +3,8 @@
 The serving signature is frozen and its XLA-compiled sub-functions (Keras wraps grouped convolutions in
 `jit_compile=True` functions) are made inlinable before tf2onnx sees the graph; otherwise tf2onnx leaves an
 unsupported `StatefulPartitionedCall` (onnx/tensorflow-onnx#2099). Input/output names match the SavedModel
-signature. The batch dimension follows the SavedModel (1 unless exported with a dynamic batch).
+signature (every output of a multi-output model, named by its signature key). The batch dimension follows the
+SavedModel (1 unless exported with a dynamic batch).
 
 `write(context, precision, path)` is the export.formats contract: fp32 is the tf2onnx graph, int8 the static QDQ
 quantization of it (or the graph itself for a QAT model, whose fake-quant ops already are QDQ pairs), dynamic
@@ -52,19 +53,19 @@ def _frozen_serving_graph(saved_model_dir):
     loaded = tf.saved_model.load(saved_model_dir)  # keep alive: the signature references its variables
     signature = loaded.signatures["serving_default"]
     (input_name, spec), = signature.structured_input_signature[1].items()
-    output_name = next(iter(signature.structured_outputs))
 
     @tf.function
     def serve(x):
-        return {output_name: signature(**{input_name: x})[output_name]}
+        return dict(signature(**{input_name: x}))  # every output, under its signature key
 
     concrete = serve.get_concrete_function(tf.TensorSpec(spec.shape, spec.dtype, name=input_name))  # uint8: --raw-input
     frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=False, aggressive_inlining=True)
     del loaded
     graph_def = _strip_xla_attributes(frozen.graph.as_graph_def(add_shapes=True))
     inputs = [t.name for t in frozen.inputs if t.dtype != tf.resource]
+    keys = tf.nest.flatten({key: key for key in concrete.structured_outputs})  # the order of frozen.outputs
     outputs = [t.name for t in frozen.outputs]
-    return graph_def, inputs, outputs, {inputs[0]: input_name, outputs[0]: output_name}
+    return graph_def, inputs, outputs, {inputs[0]: input_name, **dict(zip(outputs, keys))}
 
 
 @contextlib.contextmanager
