@@ -72,7 +72,7 @@ def test_tflm_runs_the_array_in_the_estimated_arena_and_matches_litert_reference
         interpreter.invoke()
         litert.interpreter.set_tensor(litert.input["index"], sample[None])
         litert.interpreter.invoke()
-        np.testing.assert_array_equal(interpreter.get_output(0), litert.interpreter.get_tensor(litert.output["index"]))
+        np.testing.assert_array_equal(interpreter.get_output(0), litert.interpreter.get_tensor(litert.output_details[0]["index"]))
     interpreter.print_allocations()
     head = int(capfd.readouterr().err.split("Arena allocation head ")[1].split()[0])
     assert head == estimate["planned_bytes"]  # the greedy replica places every buffer where TFLM does
