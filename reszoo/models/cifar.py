@@ -12,7 +12,7 @@ from keras import layers
 from reszoo.models.blocks import (BN_EPSILON, check_choice, check_common_args, check_drop_path_rate,
                                   classifier_head, connection_mode, conv_bn, drop_path_rates, merge, with_bn_epsilon,
                                   zero_pad_shortcut)
-from reszoo.models.features import check_feature_args, check_output_stride, feature_outputs
+from reszoo.models.features import check_feature_args, feature_outputs, refuse_output_stride
 from reszoo.models.registry import register_model
 from reszoo.models.weights import load_weights
 
@@ -78,7 +78,7 @@ def CifarResNet(depth=20, *, width=16, shortcut="A", skip=True, highway=False, i
         raise ValueError(f"depth={depth!r} must be 6n+2 with n >= 1 (20, 32, 44, 56, 110, 1202)")
     check_choice("shortcut", shortcut, SHORTCUTS)
     out_indices = check_feature_args(features_only, out_indices, 3, pooling)
-    check_output_stride(output_stride, "the CIFAR ResNets", NO_OUTPUT_STRIDE)
+    refuse_output_stride(output_stride, "the CIFAR ResNets", NO_OUTPUT_STRIDE)
     include_top = include_top and not features_only
     check_common_args(input_shape, include_top, num_classes, weights, dropout_rate)
     check_drop_path_rate(drop_path_rate, skip)

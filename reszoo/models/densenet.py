@@ -14,7 +14,7 @@ from keras import layers
 
 from reszoo.models.blocks import (BN_EPSILON, batch_norm, check_common_args, classifier_head, conv,
                                   with_bn_epsilon)
-from reszoo.models.features import check_feature_args, check_output_stride, feature_outputs
+from reszoo.models.features import check_feature_args, feature_outputs, refuse_output_stride
 from reszoo.models.registry import register_rows
 from reszoo.models.weights import load_weights
 
@@ -79,7 +79,7 @@ def DenseNet(block_layers, *, growth_rate=32, width=64, skip=True, highway=False
     if not isinstance(growth_rate, int) or growth_rate < 1:
         raise ValueError(f"growth_rate={growth_rate!r} must be a positive integer")
     out_indices = check_feature_args(features_only, out_indices, len(block_layers), pooling)
-    check_output_stride(output_stride, "DenseNet", NO_OUTPUT_STRIDE)
+    refuse_output_stride(output_stride, "DenseNet", NO_OUTPUT_STRIDE)
     include_top = include_top and not features_only
     check_common_args(input_shape, include_top, num_classes, weights, dropout_rate)
     inputs = keras.Input(shape=input_shape or (224, 224, 3), name="input")

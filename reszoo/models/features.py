@@ -64,22 +64,23 @@ def check_feature_args(features_only, out_indices, num_stages, pooling):
     return chosen
 
 
-def check_output_stride(output_stride, family=None, reason=None):
-    """Validate `output_stride` (None, 8, 16 or 32); `reason` given: the family cannot dilate, any value but
-    None raises ValueError with that reason.
+def check_output_stride(output_stride):
+    """`output_stride` if it is None, 8, 16 or 32; else ValueError naming the allowed values.
 
     Example:
         >>> check_output_stride(16)
         16
     """
-    if output_stride is None:
-        return None
-    if reason is not None:
-        raise ValueError(f"output_stride={output_stride!r} is not offered for {family}: {reason}")
-    if output_stride not in OUTPUT_STRIDES or isinstance(output_stride, bool):
+    if output_stride is not None and (output_stride not in OUTPUT_STRIDES or isinstance(output_stride, bool)):
         raise ValueError(f"output_stride={output_stride!r} is not allowed; choose one of "
                          f"{', '.join(map(repr, (None, *OUTPUT_STRIDES)))}")
     return output_stride
+
+
+def refuse_output_stride(output_stride, family, reason):
+    """ValueError saying why `family` cannot dilate, unless output_stride is None."""
+    if output_stride is not None:
+        raise ValueError(f"output_stride={output_stride!r} is not offered for {family}: {reason}")
 
 
 class StridePlan:
@@ -111,8 +112,6 @@ class StridePlan:
 
 def feature_outputs(stage_tensors, out_indices):
     """The chosen stage tensors, each through a weightless Identity layer `stage{k}`, in `out_indices` order."""
-    if len(stage_tensors) < max(out_indices):
-        raise ValueError(f"the net has {len(stage_tensors)} stages; out_indices {out_indices} asks for more")
     return [keras.layers.Identity(name=f"{FEATURE_PREFIX}{k}")(stage_tensors[k - 1]) for k in out_indices]
 
 

@@ -180,7 +180,7 @@ A_TROUS = [("resnet18", {}, 64), ("resnet18", {"highway": True}, 65), ("resnet18
            ("resnet50", {}, 65), ("resnet50", {"stride_in_1x1": True}, 64), ("resnet50c", {}, 64),
            ("resnext50_32x4d", {}, 64), ("resnet50v2", {}, 65), ("resnetv2_50", {}, 64)]
 A_TROUS_DEFAULT = {("resnet18", 16), ("resnet18", 8), ("resnet50", 8), ("resnetv2_50", 16)}  # rest: -m slow
-A_TROUS_TOLERANCE = 1e-5  # float32 re-association of dilated vs plain kernels: seen ~1e-7 of the feature range
+A_TROUS_TOLERANCE = 1e-5  # same float32 ops on the even lattice (TF dilates by space-to-batch): measured 0 here
 
 
 @pytest.mark.parametrize("name,variant,side,output_stride", [
@@ -220,7 +220,10 @@ TIMM_CASES = [
     ("seresnet50", "timm", dict(block="bottleneck", stage_blocks=(3, 4, 6, 3), width=32, se=True, num_classes=5)),
     ("resnetv2_50", "timm_v2", dict(stage_blocks=(3, 4, 6, 3), width=8, num_classes=5)),
 ]
-TIMM_TOLERANCE = 1e-5  # float32 Keras vs the float32 tf.nn reference, relative to each stage's range
+# float32 Keras vs the float64 reference, relative to each stage's range: float32 re-association over the ~50
+# layers of a random ResNet-50 measured <= 5.4e-6 (AVX-512 VNNI CPU); 10x margin for other kernels (AVX2). A wrong
+# dilation, padding or pool gives > 1e-1.
+TIMM_TOLERANCE = 5e-5
 
 
 @pytest.mark.parametrize("name,layout,arch", TIMM_CASES, ids=[c[0] for c in TIMM_CASES])
