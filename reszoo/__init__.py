@@ -15,7 +15,7 @@ import importlib
 from export.core.moved import install_moved_modules
 
 __version__ = "0.1.0"
-ZOO_FUNCTIONS = ("create_model", "list_models", "model_info", "register_model")
+ZOO_FUNCTIONS = ("create_model", "feature_info", "list_models", "model_info", "register_model")
 MOVED = {  # old module -> new place (the restructure); importing an old name says where it went
     "reszoo.registry": "reszoo.models.registry", "reszoo.layers": "reszoo.models.blocks",
     "reszoo.flops": "reszoo.models.flops",

@@ -122,9 +122,11 @@ def test_registry_imports_no_family():
 
 
 def test_registry_imports_only_errors_core_flops_and_presets():
-    """(c) of reszoo and export the registry imports only reszoo.errors, export.core, the FLOP counter (a leaf
-    over keras layers, used by `model_info`) and the pretrained presets (for `weights=TAG`), at any level."""
-    allowed = ("reszoo.errors", "export.core", "reszoo.models.flops", "reszoo.weights.presets")
+    """(c) of reszoo and export the registry imports only reszoo.errors, export.core, the FLOP counter and the
+    feature records (leaves over keras layers, used by `model_info`) and the pretrained presets (for
+    `weights=TAG`), at any level."""
+    allowed = ("reszoo.errors", "export.core", "reszoo.models.flops", "reszoo.models.features",
+               "reszoo.weights.presets")
 
     def forbidden(target, _):
         ours = _under(target, "reszoo") or _under(target, "export")

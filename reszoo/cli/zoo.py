@@ -112,14 +112,52 @@ INFO_LINES = {
 }
 
 
+# label -> fact formatter, for `reszoo info --features` (the backbone: no head)
+BACKBONE_LINES = {key: value for key, value in INFO_LINES.items() if key != "classes"}
+
+
+def _feature_line(feature):
+    size = "x".join("?" if d is None else str(d) for d in feature["size"])
+    return f"{feature['name']}: stride {feature['stride']}, {feature['channels']} channels, {size}"
+
+
+def _backbone_facts(name, output_stride):
+    """model_info of the backbone; a builder's refusal (e.g. output_stride on a CIFAR net) is a UserError."""
+    from reszoo.models.registry import get_entry, model_info
+
+    get_entry(name)  # unknown names: UnknownModelError with suggestions
+    try:
+        return model_info(name, features_only=True, output_stride=output_stride)
+    except ValueError as error:
+        raise UserError(f"{name}: {error}") from None
+
+
+def _echo_lines(lines, row, width):
+    for label, format_fact in lines.items():
+        click.echo(f"{label:<{width}}  {format_fact(row)}")
+
+
 @click.command("info")
 @click.argument("name")
-def info_command(name):
+@click.option("--features", is_flag=True, help="Describe the backbone (features_only=True): each stage output's "
+                                               "stride, channels and size at the default input.")
+@click.option("--output-stride", type=click.Choice(["8", "16", "32"]), default=None,
+              help="With --features: dilate the last stage(s) to this output stride (ImageNet ResNets).")
+def info_command(name, features, output_stride):
     """Show family, paper, parameter counts and FLOPs of the registered model NAME."""
     from reszoo.models.zoo_table import facts
 
-    row = facts(name)
+    if output_stride and not features:
+        raise UserError("--output-stride describes a backbone; add --features")
     width = max(map(len, INFO_LINES))
-    for label, format_fact in INFO_LINES.items():
-        click.echo(f"{label:<{width}}  {format_fact(row)}")
-    click.echo(f"{'build':<{width}}  reszoo.create_model({name!r})")
+    if not features:
+        _echo_lines(INFO_LINES, facts(name), width)
+        click.echo(f"{'build':<{width}}  reszoo.create_model({name!r})")
+        return
+    stride = int(output_stride) if output_stride else None
+    row = _backbone_facts(name, stride)
+    _echo_lines(BACKBONE_LINES, row, width)
+    for feature in row["features"]:
+        click.echo(f"{'feature':<{width}}  {_feature_line(feature)}")
+    options = "features_only=True" + (f", output_stride={stride}" if stride else "")
+    click.echo(f"{'build':<{width}}  reszoo.create_model({name!r}, {options})")

@@ -41,8 +41,11 @@ def batch_norm(x, name, zero_gamma=False):
     )(x)
 
 
-def conv(x, filters, kernel_size, strides=1, name="conv", groups=1, use_bias=False, weight_decay=0.0):
-    """Conv2D with torch-style symmetric padding: 'same' at stride 1, explicit ZeroPadding2D otherwise."""
+def conv(x, filters, kernel_size, strides=1, name="conv", groups=1, use_bias=False, weight_decay=0.0, dilation=1):
+    """Conv2D with torch-style symmetric padding: 'same' at stride 1 (dilation d pads d * (k - 1) / 2 on each
+    side, as torch's padding=d for a 3x3), explicit ZeroPadding2D otherwise (dilation must then be 1)."""
+    if strides > 1 and dilation > 1:
+        raise ValueError(f"{name}: a conv has either strides={strides} or dilation={dilation}, not both")
     padding = "same"
     if strides > 1 and kernel_size > 1:
         x = layers.ZeroPadding2D(padding=(kernel_size - 1) // 2, name=f"{name}_pad")(x)
@@ -53,6 +56,7 @@ def conv(x, filters, kernel_size, strides=1, name="conv", groups=1, use_bias=Fal
         strides=strides,
         padding=padding,
         groups=groups,
+        dilation_rate=dilation,
         use_bias=use_bias,
         kernel_initializer="he_normal",
         kernel_regularizer=regularizer(weight_decay),
@@ -61,9 +65,9 @@ def conv(x, filters, kernel_size, strides=1, name="conv", groups=1, use_bias=Fal
 
 
 def conv_bn(x, filters, kernel_size, strides=1, name="conv", activation="relu", groups=1,
-            zero_gamma=False, weight_decay=0.0, use_bias=False):
+            zero_gamma=False, weight_decay=0.0, use_bias=False, dilation=1):
     """conv -> BN -> activation (None for no activation). Layers: `{name}_conv`, `{name}_bn`, `{name}_relu`."""
-    x = conv(x, filters, kernel_size, strides, name, groups, use_bias, weight_decay)
+    x = conv(x, filters, kernel_size, strides, name, groups, use_bias, weight_decay, dilation)
     x = batch_norm(x, f"{name}_bn", zero_gamma)
     if activation:
         x = layers.Activation(activation, name=f"{name}_{activation}")(x)

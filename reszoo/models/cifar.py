@@ -12,12 +12,15 @@ from keras import layers
 from reszoo.models.blocks import (BN_EPSILON, check_choice, check_common_args, check_drop_path_rate,
                                   classifier_head, connection_mode, conv_bn, drop_path_rates, merge, with_bn_epsilon,
                                   zero_pad_shortcut)
+from reszoo.models.features import check_feature_args, feature_outputs, refuse_output_stride
 from reszoo.models.registry import register_model
 from reszoo.models.weights import load_weights
 
 SHORTCUTS = ("A", "B")
 PAPER_2015 = "He et al. 2015, Deep Residual Learning for Image Recognition, arXiv:1512.03385 (sec. 4.2)"
 PAPER_HIGHWAY = "Srivastava et al. 2015, Highway Networks, arXiv:1505.00387 (on the CIFAR ResNet layout)"
+NO_OUTPUT_STRIDE = ("they end at stride 4 (stages at strides 1, 2, 4), there is no stride-32 stage to dilate; "
+                    "leave output_stride=None")
 
 
 def cifar_shortcut(x, filters, strides, shortcut, name, weight_decay):
@@ -46,7 +49,8 @@ def cifar_block(x, filters, strides, name, mode, shortcut="A", zero_init_residua
 
 def CifarResNet(depth=20, *, width=16, shortcut="A", skip=True, highway=False, input_shape=None, num_classes=10,
                 include_top=True, pooling=None, classifier_activation="softmax", weights=None, dropout_rate=0.0,
-                zero_init_residual=False, weight_decay=0.0, bn_epsilon=BN_EPSILON, drop_path_rate=0.0, name=None):
+                zero_init_residual=False, weight_decay=0.0, bn_epsilon=BN_EPSILON, drop_path_rate=0.0,
+                features_only=False, out_indices=None, output_stride=None, name=None):
     """Build a 6n+2-layer CIFAR ResNet (or its plain/highway twin) as a Keras functional model.
 
     Args:
@@ -62,6 +66,9 @@ def CifarResNet(depth=20, *, width=16, shortcut="A", skip=True, highway=False, i
             with p > 0; 0 (default) adds no layer. In [0, 1); > 0 needs skip=True (plain nets raise
             ValueError). With highway=True the gated term T*(F(x) - x) is dropped, so a dropped block is the
             identity.
+        features_only: return the stage outputs `stage1..stage3` (strides 1, 2, 4) instead of the classifier;
+            out_indices picks and orders them. See `reszoo.models.features`.
+        output_stride: not offered (ValueError unless None): the net already ends at stride 4.
 
     Example:
         >>> CifarResNet(56, width=4, skip=False).name
@@ -70,6 +77,9 @@ def CifarResNet(depth=20, *, width=16, shortcut="A", skip=True, highway=False, i
     if (depth - 2) % 6 or depth < 8:
         raise ValueError(f"depth={depth!r} must be 6n+2 with n >= 1 (20, 32, 44, 56, 110, 1202)")
     check_choice("shortcut", shortcut, SHORTCUTS)
+    out_indices = check_feature_args(features_only, out_indices, 3, pooling)
+    refuse_output_stride(output_stride, "the CIFAR ResNets", NO_OUTPUT_STRIDE)
+    include_top = include_top and not features_only
     check_common_args(input_shape, include_top, num_classes, weights, dropout_rate)
     check_drop_path_rate(drop_path_rate, skip)
     mode = connection_mode(skip, highway)
@@ -78,12 +88,17 @@ def CifarResNet(depth=20, *, width=16, shortcut="A", skip=True, highway=False, i
     x = conv_bn(inputs, width, 3, 1, name="conv1", weight_decay=weight_decay)
     blocks_per_stage = (depth - 2) // 6
     rates = iter(drop_path_rates(drop_path_rate, 3 * blocks_per_stage))
+    stage_outputs = []
     for stage, filters in enumerate((width, 2 * width, 4 * width)):
         for block in range(blocks_per_stage):
             strides = 2 if stage > 0 and block == 0 else 1
             x = cifar_block(x, filters, strides, f"conv{stage + 2}_block{block + 1}", mode, shortcut,
                             zero_init_residual, weight_decay, next(rates))
-    x = classifier_head(x, include_top, pooling, num_classes, classifier_activation, dropout_rate, weight_decay)
+        stage_outputs.append(x)
+    if features_only:
+        x = feature_outputs(stage_outputs, out_indices)
+    else:
+        x = classifier_head(x, include_top, pooling, num_classes, classifier_activation, dropout_rate, weight_decay)
     model = keras.Model(inputs, x, name=name)
     return load_weights(with_bn_epsilon(model, bn_epsilon), weights)
 

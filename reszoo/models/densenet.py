@@ -14,12 +14,16 @@ from keras import layers
 
 from reszoo.models.blocks import (BN_EPSILON, batch_norm, check_common_args, classifier_head, conv,
                                   with_bn_epsilon)
+from reszoo.models.features import check_feature_args, feature_outputs, refuse_output_stride
 from reszoo.models.registry import register_rows
 from reszoo.models.weights import load_weights
 
 PAPER_DENSENET = "Huang et al. 2017, Densely Connected Convolutional Networks, arXiv:1608.06993"
 BOTTLENECK_FACTOR = 4  # DenseNet-B: 1x1 conv to 4k channels before each 3x3
 COMPRESSION = 0.5  # DenseNet-C: transitions halve the channels
+NO_OUTPUT_STRIDE = ("its transitions downsample by a 2x2 average pool, which has no dilated (a trous) form in "
+                    "stock Keras layers, and timm / torchvision / keras-hub define no dilated DenseNet; use a "
+                    "resnet or resnet_v2 backbone")
 
 # registered name -> layers per dense block
 DENSENET_DEPTHS = {"densenet121": (6, 12, 24, 16)}
@@ -48,7 +52,8 @@ def transition(x, name, weight_decay):
 
 def DenseNet(block_layers, *, growth_rate=32, width=64, skip=True, highway=False, input_shape=None,
              num_classes=1000, include_top=True, pooling=None, classifier_activation="softmax", weights=None,
-             dropout_rate=0.0, zero_init_residual=False, weight_decay=0.0, bn_epsilon=BN_EPSILON, name=None):
+             dropout_rate=0.0, zero_init_residual=False, weight_decay=0.0, bn_epsilon=BN_EPSILON, features_only=False,
+             out_indices=None, output_stride=None, name=None):
     """Build a DenseNet-BC as a Keras functional model.
 
     Args:
@@ -58,6 +63,10 @@ def DenseNet(block_layers, *, growth_rate=32, width=64, skip=True, highway=False
         skip: False removes the dense concatenations (plain twin). highway is not defined for dense
             connections and raises ValueError; zero_init_residual has no residual to zero and is ignored.
         bn_epsilon: BatchNormalization epsilon (keras.applications' 1.001e-5; 1e-5 for PyTorch weights).
+        features_only: return the stage outputs `stage1..stageN` (strides 4, 8, 16, 32; each dense block's
+            output as it enters the transition, the last one after the final BN-ReLU, as timm's densenet
+            features) instead of the classifier; out_indices picks and orders them.
+        output_stride: not offered (ValueError unless None), see NO_OUTPUT_STRIDE.
 
     Example:
         >>> DenseNet((6, 12, 24, 16)).count_params()
@@ -69,19 +78,27 @@ def DenseNet(block_layers, *, growth_rate=32, width=64, skip=True, highway=False
         raise ValueError("highway=True is not defined for DenseNet (dense skips concatenate); use skip=True/False")
     if not isinstance(growth_rate, int) or growth_rate < 1:
         raise ValueError(f"growth_rate={growth_rate!r} must be a positive integer")
+    out_indices = check_feature_args(features_only, out_indices, len(block_layers), pooling)
+    refuse_output_stride(output_stride, "DenseNet", NO_OUTPUT_STRIDE)
+    include_top = include_top and not features_only
     check_common_args(input_shape, include_top, num_classes, weights, dropout_rate)
     inputs = keras.Input(shape=input_shape or (224, 224, 3), name="input")
     x = conv(inputs, width, 7, 2, "conv1", weight_decay=weight_decay)
     x = bn_relu(x, "conv1")
     x = layers.ZeroPadding2D(padding=1, name="pool1_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)
+    stage_outputs = []
     for block, count in enumerate(block_layers):
         for index in range(count):
             x = dense_layer(x, growth_rate, f"conv{block + 2}_block{index + 1}", skip, weight_decay)
         if block < len(block_layers) - 1:
+            stage_outputs.append(x)
             x = transition(x, f"pool{block + 2}", weight_decay)
     x = layers.Activation("relu", name="relu")(batch_norm(x, "bn"))
-    x = classifier_head(x, include_top, pooling, num_classes, classifier_activation, dropout_rate, weight_decay)
+    if features_only:
+        x = feature_outputs([*stage_outputs, x], out_indices)
+    else:
+        x = classifier_head(x, include_top, pooling, num_classes, classifier_activation, dropout_rate, weight_decay)
     model = keras.Model(inputs, x, name=name or "densenet")
     return load_weights(with_bn_epsilon(model, bn_epsilon), weights)
 

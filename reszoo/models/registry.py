@@ -111,24 +111,33 @@ def create_model(name, /, **kwargs):
 
 
 @functools.lru_cache(maxsize=None)
-def model_info(name):
+def model_info(name, *, features_only=False, output_stride=None):
     """Facts about a registered model: params, FLOPs at the default input, family, paper.
 
     FLOPs are counted as 2 x multiply-adds (``flops``); ``macs`` is given too. ``params`` is Keras'
     count_params (includes BatchNormalization moving statistics, as keras.applications reports);
     ``trainable_params`` excludes them (the torchvision / paper convention).
 
+    features_only=True describes the backbone (no head; `output_stride` as the builders take it): its params and
+    FLOPs, ``num_classes`` None, and ``features``, one {name, stride, channels, size} per stage output
+    (`reszoo.models.features.feature_info`; size at the default input).
+
     Example:
         >>> info = model_info("resnet20")
         >>> info["family"], info["default_input"]
         ('cifar_resnet', (32, 32, 3))
+        >>> [f["stride"] for f in model_info("resnet20", features_only=True)["features"]]
+        [1, 2, 4]
     """
     from reszoo.models.flops import count_macs
 
     entry = get_entry(name)
-    model = create_model(name, input_shape=entry.default_input, num_classes=entry.default_classes)
+    backbone = {"features_only": True} if features_only else {"num_classes": entry.default_classes}
+    if output_stride is not None:
+        backbone["output_stride"] = output_stride
+    model = create_model(name, input_shape=entry.default_input, **backbone)
     macs = count_macs(model)
-    return {
+    facts = {
         "name": name,
         "family": entry.family,
         "paper": entry.paper,
@@ -139,3 +148,8 @@ def model_info(name):
         "macs": int(macs),
         "flops": int(2 * macs),
     }
+    if features_only:
+        from reszoo.models.features import feature_info
+
+        facts.update(num_classes=None, output_stride=output_stride, features=feature_info(model))
+    return facts

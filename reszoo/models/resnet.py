@@ -16,6 +16,7 @@ from keras import layers
 from reszoo.models.blocks import (BN_EPSILON, check_choice, check_common_args, check_drop_path_rate,
                                   classifier_head, connection_mode, conv_bn, drop_path_rates, merge, squeeze_excite,
                                   with_bn_epsilon)
+from reszoo.models.features import StridePlan, check_feature_args, check_output_stride, feature_outputs
 from reszoo.models.registry import register_model
 from reszoo.models.weights import load_weights
 
@@ -40,30 +41,42 @@ RESNET_DEPTHS = {
 }
 
 
-def shortcut_branch(x, out_channels, strides, name, downsample, weight_decay):
-    """Identity when shapes match; else 1x1 projection + BN (`{name}_0_*`), for ResNet-D after a 2x2 avg-pool."""
+def shortcut_branch(x, out_channels, strides, name, downsample, weight_decay, dilation=1):
+    """Identity when shapes match; else 1x1 projection + BN (`{name}_0_*`), for ResNet-D after a 2x2 avg-pool.
+
+    In a dilated block (stride replaced by `dilation` > 1) ResNet-D's pool keeps the size, as timm's
+    `downsample_avg`: a 2x2 average at stride 1 over one zero row and column appended (`{name}_0_pool_pad`).
+    """
     if strides == 1 and x.shape[-1] == out_channels:
         return x
     if downsample == "avgpool" and strides > 1:
         x = layers.AveragePooling2D(strides, strides=strides, padding="same", name=f"{name}_0_pool")(x)
         strides = 1
+    elif downsample == "avgpool" and dilation > 1:
+        x = layers.ZeroPadding2D(((0, 1), (0, 1)), name=f"{name}_0_pool_pad")(x)
+        x = layers.AveragePooling2D(2, strides=1, name=f"{name}_0_pool")(x)
     return conv_bn(x, out_channels, 1, strides, name=f"{name}_0", activation=None, weight_decay=weight_decay)
 
 
-def basic_residual(x, planes, strides, name, options):
-    """Two 3x3 convs (`_1`, `_2`); returns the residual branch before the merge."""
-    y = conv_bn(x, planes, 3, strides, name=f"{name}_1", weight_decay=options["weight_decay"])
+def basic_residual(x, planes, strides, name, options, dilations=(1, 1)):
+    """Two 3x3 convs (`_1`, `_2`, dilated by `dilations`); returns the residual branch before the merge."""
+    y = conv_bn(x, planes, 3, strides, name=f"{name}_1", weight_decay=options["weight_decay"], dilation=dilations[0])
     return conv_bn(y, planes, 3, 1, name=f"{name}_2", activation=None, zero_gamma=options["zero_init_residual"],
-                   weight_decay=options["weight_decay"])
+                   weight_decay=options["weight_decay"], dilation=dilations[1])
 
 
-def bottleneck_residual(x, planes, strides, name, options):
-    """1x1 reduce (`_1`), 3x3 grouped (`_2`), 1x1 expand x4 (`_3`); stride on the 3x3 unless stride_in_1x1."""
+def bottleneck_residual(x, planes, strides, name, options, dilations=(1, 1)):
+    """1x1 reduce (`_1`), 3x3 grouped (`_2`), 1x1 expand x4 (`_3`); stride on the 3x3 unless stride_in_1x1.
+
+    The 3x3 takes `dilations[0]` where it holds the (replaced) stride, `dilations[1]` when it follows the 1x1
+    that does (stride_in_1x1): a conv after a removed stride must be dilated by it (a trous).
+    """
     groups, decay = options["groups"], options["weight_decay"]
     width = int(planes * options["base_width"] / 64) * groups
     stride_1x1, stride_3x3 = (strides, 1) if options["stride_in_1x1"] else (1, strides)
+    dilation_3x3 = dilations[1] if options["stride_in_1x1"] else dilations[0]
     y = conv_bn(x, width, 1, stride_1x1, name=f"{name}_1", weight_decay=decay)
-    y = conv_bn(y, width, 3, stride_3x3, name=f"{name}_2", groups=groups, weight_decay=decay)
+    y = conv_bn(y, width, 3, stride_3x3, name=f"{name}_2", groups=groups, weight_decay=decay, dilation=dilation_3x3)
     return conv_bn(y, planes * 4, 1, 1, name=f"{name}_3", activation=None, zero_gamma=options["zero_init_residual"],
                    weight_decay=decay)
 
@@ -72,18 +85,19 @@ def bottleneck_residual(x, planes, strides, name, options):
 BLOCKS = {"basic": (basic_residual, 1), "bottleneck": (bottleneck_residual, 4)}
 
 
-def residual_block(x, planes, strides, name, options, drop_path_rate=0.0):
+def residual_block(x, planes, strides, name, options, drop_path_rate=0.0, dilations=(1, 1)):
     """One block: residual branch (+ SE), merged with the shortcut by `options["mode"]`, ReLU `{name}_out`.
 
     drop_path_rate: this block's stochastic-depth rate (a `{name}_drop_path` Dropout before the merge when > 0).
+    dilations: (first, rest) dilation of the block's 3x3 convs (`StridePlan`; (1, 1) without output_stride).
     """
     residual_fn, expansion = BLOCKS[options["block"]]
     mode = options["mode"]
     shortcut = None
     if mode != "plain":
         shortcut = shortcut_branch(x, planes * expansion, strides, name, options["downsample"],
-                                   options["weight_decay"])
-    y = residual_fn(x, planes, strides, name, options)
+                                   options["weight_decay"], dilations[1])
+    y = residual_fn(x, planes, strides, name, options, dilations)
     if options["se"]:
         y = squeeze_excite(y, name, ratio=SE_RATIO, weight_decay=options["weight_decay"])
     y = merge(shortcut, y, mode, name, block_input=x, strides=strides, weight_decay=options["weight_decay"],
@@ -112,7 +126,8 @@ def check_stage_blocks(stage_blocks):
 def ResNet(stage_blocks, block="bottleneck", *, stride_in_1x1=False, stem="default", downsample="conv",
            groups=1, base_width=64, width=64, se=False, skip=True, highway=False, input_shape=None, num_classes=1000,
            include_top=True, pooling=None, classifier_activation="softmax", weights=None, dropout_rate=0.0,
-           zero_init_residual=False, weight_decay=0.0, bn_epsilon=BN_EPSILON, drop_path_rate=0.0, name=None):
+           zero_init_residual=False, weight_decay=0.0, bn_epsilon=BN_EPSILON, drop_path_rate=0.0, features_only=False,
+           out_indices=None, output_stride=None, name=None):
     """Build an ImageNet-layout ResNet (or its plain / highway twin) as a Keras functional model.
 
     Args:
@@ -132,6 +147,9 @@ def ResNet(stage_blocks, block="bottleneck", *, stride_in_1x1=False, stem="defau
             first), kept branches scaled by 1 / (1 - p); identity at inference. A Dropout `{block}_drop_path`
             per block with p > 0; 0 (default) adds no layer. In [0, 1); > 0 needs skip=True. With highway=True
             the gated term T*(F(x) - x) is dropped, so a dropped block is the identity.
+        features_only: return the stage outputs `stage1..stageN` (strides 4, 8, 16, 32) instead of the classifier;
+            out_indices picks and orders them (stage numbers, default all). See `reszoo.models.features`.
+        output_stride: 16 or 8 dilates the last stage(s) instead of striding them (DeepLab); None / 32 = no.
 
     Example:
         >>> ResNet((2, 2, 2, 2), "basic").count_params()  # ResNet-18; 11,689,512 trainable
@@ -141,6 +159,9 @@ def ResNet(stage_blocks, block="bottleneck", *, stride_in_1x1=False, stem="defau
     check_choice("block", block, tuple(BLOCKS))
     check_choice("stem", stem, STEMS)
     check_choice("downsample", downsample, DOWNSAMPLES)
+    out_indices = check_feature_args(features_only, out_indices, len(stage_blocks), pooling)
+    plan = StridePlan(check_output_stride(output_stride))
+    include_top = include_top and not features_only
     check_common_args(input_shape, include_top, num_classes, weights, dropout_rate)
     check_drop_path_rate(drop_path_rate, skip)
     if not isinstance(width, int) or width < 2:
@@ -153,12 +174,17 @@ def ResNet(stage_blocks, block="bottleneck", *, stride_in_1x1=False, stem="defau
     inputs = keras.Input(shape=input_shape or (224, 224, 3), name="input")
     x = build_stem(inputs, stem, width, weight_decay)
     rates = iter(drop_path_rates(drop_path_rate, sum(stage_blocks)))
+    stage_outputs = []
     for stage, blocks in enumerate(stage_blocks):
         for index in range(blocks):
-            strides = 2 if stage > 0 and index == 0 else 1
+            strides, *dilations = plan.step(2 if stage > 0 and index == 0 else 1)
             x = residual_block(x, width * 2**stage, strides, f"conv{stage + 2}_block{index + 1}", options,
-                               next(rates))
-    x = classifier_head(x, include_top, pooling, num_classes, classifier_activation, dropout_rate, weight_decay)
+                               next(rates), dilations)
+        stage_outputs.append(x)
+    if features_only:
+        x = feature_outputs(stage_outputs, out_indices)
+    else:
+        x = classifier_head(x, include_top, pooling, num_classes, classifier_activation, dropout_rate, weight_decay)
     model = keras.Model(inputs, x, name=name or "resnet")
     return load_weights(with_bn_epsilon(model, bn_epsilon), weights)
 

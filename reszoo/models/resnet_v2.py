@@ -25,6 +25,7 @@ from keras import layers
 from reszoo.models.blocks import (BN_EPSILON, batch_norm, check_choice, check_common_args, check_drop_path_rate,
                                   classifier_head, connection_mode, conv, drop_path_rates,
                                   max_pool_3x3_s2_exclude_pad, merge, with_bn_epsilon)
+from reszoo.models.features import StridePlan, check_feature_args, check_output_stride, feature_outputs
 from reszoo.models.resnet import check_stage_blocks
 from reszoo.models.registry import register_rows
 from reszoo.models.weights import load_weights
@@ -77,8 +78,9 @@ def preact_shortcut(x, preact, out_channels, strides, name, weight_decay, use_bi
 
 
 def preact_bottleneck(x, planes, strides, name, mode, zero_init_residual=False, weight_decay=0.0, use_bias=True,
-                      drop_path_rate=0.0):
-    """BN-ReLU, then 1x1 -> BN-ReLU -> 3x3 (strided) -> BN-ReLU -> 1x1 (bias if `use_bias`); merged by `mode`.
+                      drop_path_rate=0.0, dilation=1):
+    """BN-ReLU, then 1x1 -> BN-ReLU -> 3x3 (strided, or dilated by `dilation`) -> BN-ReLU -> 1x1 (bias if
+    `use_bias`); merged by `mode`.
 
     zero_init_residual zeroes `{name}_2_bn`'s gamma, which makes the residual branch output its bias (0).
     drop_path_rate: this block's stochastic-depth rate (a `{name}_drop_path` Dropout before the merge when > 0).
@@ -89,7 +91,7 @@ def preact_bottleneck(x, planes, strides, name, mode, zero_init_residual=False, 
         shortcut = preact_shortcut(x, preact, planes * EXPANSION, strides, name, weight_decay, use_bias)
     y = conv(preact, planes, 1, 1, f"{name}_1", weight_decay=weight_decay)
     y = bn_relu(y, f"{name}_1")
-    y = conv(y, planes, 3, strides, f"{name}_2", weight_decay=weight_decay)
+    y = conv(y, planes, 3, strides, f"{name}_2", weight_decay=weight_decay, dilation=dilation)
     y = bn_relu(y, f"{name}_2", zero_gamma=zero_init_residual)
     y = conv(y, planes * EXPANSION, 1, 1, f"{name}_3", use_bias=use_bias, weight_decay=weight_decay)
     return merge(shortcut, y, mode, name, block_input=x, strides=strides, weight_decay=weight_decay,
@@ -116,7 +118,7 @@ def block_strides(stage, index, blocks, last_stage, style):
 def ResNetV2(stage_blocks, *, width=64, skip=True, highway=False, input_shape=None, num_classes=1000,
              include_top=True, pooling=None, classifier_activation="softmax", weights=None, dropout_rate=0.0,
              zero_init_residual=False, weight_decay=0.0, bn_epsilon=BN_EPSILON, style="keras", drop_path_rate=0.0,
-             name=None):
+             features_only=False, out_indices=None, output_stride=None, name=None):
     """Build a pre-activation bottleneck ResNet v2 (or its plain / highway twin) in a `V2_STYLES` layout.
 
     Args:
@@ -131,12 +133,19 @@ def ResNetV2(stage_blocks, *, width=64, skip=True, highway=False, input_shape=No
             first), kept branches scaled by 1 / (1 - p); identity at inference. A Dropout `{block}_drop_path`
             per block with p > 0; 0 (default) adds no layer. In [0, 1); > 0 needs skip=True. With highway=True
             the gated term T*(F(x) - x) is dropped, so a dropped block is the identity.
+        features_only: return the stage outputs `stage1..stageN` (strides 4, 8, 16, 32: each the input of the
+            block that strides to the next resolution, the last one after `post` BN-ReLU) instead of the
+            classifier; out_indices picks and orders them. See `reszoo.models.features`.
+        output_stride: 16 or 8 dilates the last stage(s) instead of striding them (DeepLab); None / 32 = no.
 
     Example:
         >>> ResNetV2((3, 4, 6, 3)).count_params()
         25613800
     """
     check_stage_blocks(stage_blocks)
+    out_indices = check_feature_args(features_only, out_indices, len(stage_blocks), pooling)
+    plan = StridePlan(check_output_stride(output_stride))
+    include_top = include_top and not features_only
     check_common_args(input_shape, include_top, num_classes, weights, dropout_rate)
     check_drop_path_rate(drop_path_rate, skip)
     if not isinstance(width, int) or width < 1:
@@ -146,13 +155,20 @@ def ResNetV2(stage_blocks, *, width=64, skip=True, highway=False, input_shape=No
     inputs = keras.Input(shape=input_shape or (224, 224, 3), name="input")
     x = stem(inputs, width, chosen, weight_decay)
     rates = iter(drop_path_rates(drop_path_rate, sum(stage_blocks)))
+    stage_outputs = []
     for stage, blocks in enumerate(stage_blocks):
         for index in range(blocks):
-            strides = block_strides(stage, index, blocks, len(stage_blocks) - 1, chosen)
+            nominal = block_strides(stage, index, blocks, len(stage_blocks) - 1, chosen)
+            if nominal > 1:
+                stage_outputs.append(x)  # the last tensor at this resolution
+            strides, first_dilation, _ = plan.step(nominal)
             x = preact_bottleneck(x, width * 2**stage, strides, f"conv{stage + 2}_block{index + 1}", mode,
-                                  zero_init_residual, weight_decay, chosen.conv_bias, next(rates))
+                                  zero_init_residual, weight_decay, chosen.conv_bias, next(rates), first_dilation)
     x = bn_relu(x, "post")
-    x = classifier_head(x, include_top, pooling, num_classes, classifier_activation, dropout_rate, weight_decay)
+    if features_only:
+        x = feature_outputs([*stage_outputs, x], out_indices)
+    else:
+        x = classifier_head(x, include_top, pooling, num_classes, classifier_activation, dropout_rate, weight_decay)
     model = keras.Model(inputs, x, name=name or "resnetv2")
     return load_weights(with_bn_epsilon(model, bn_epsilon), weights)
 

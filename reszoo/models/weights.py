@@ -177,14 +177,16 @@ def _ported_values(name, source_layer, biases):
     return values
 
 
-def transfer_weights(keras_model, model):
+def transfer_weights(keras_model, model, partial=False):
     """Copy weights layer by layer (by name) from `keras_model` into `model`, folding conv biases into BN.
 
-    Raises UserError naming missing, unexpected or shape-mismatched layers.
+    Raises UserError naming missing, unexpected or shape-mismatched layers; `partial` allows source layers the
+    model lacks (a backbone cut at an earlier stage by out_indices).
     """
     source = {layer.name: layer for layer in keras_model.layers if layer.weights}
     target = {layer.name: layer for layer in model.layers if layer.weights}
-    missing, unexpected = set(target) - set(source), set(source) - set(target)
+    missing = set(target) - set(source)
+    unexpected = set() if partial else set(source) - set(target)
     if missing or unexpected:
         raise UserError(f"{keras_model.name!r} does not match {model.name!r}: missing layers: "
                         f"{name_list(missing) or 'none'}; unexpected layers: {name_list(unexpected) or 'none'}")
@@ -202,13 +204,14 @@ def transfer_weights(keras_model, model):
     return model
 
 
-def from_keras_applications(keras_model_or_path, name, input_shape=None):
+def from_keras_applications(keras_model_or_path, name, input_shape=None, **backbone):
     """Port keras.applications ResNet50/101/152 or ResNet50V2/101V2/152V2 weights into reszoo model `name`.
 
     `keras_model_or_path` is a keras.applications model or a weights file (`.h5`, `.weights.h5`, `.keras`).
     v1 models are rebuilt with `stride_in_1x1=True` (keras.applications strides the first 1x1 conv) and
     their conv biases are folded into the following BN. Returns the reszoo model, whose outputs equal the
-    keras.applications model's (to float rounding).
+    keras.applications model's (to float rounding). `backbone`: features_only / out_indices / output_stride
+    (see `reszoo.models.features`; with features_only the keras.applications model's head is not used).
 
     Example:
         >>> import keras
@@ -227,5 +230,8 @@ def from_keras_applications(keras_model_or_path, name, input_shape=None):
     else:
         keras_model = load_keras_applications(os.fspath(keras_model_or_path), name, input_shape)
     _, layout = KERAS_APPLICATIONS[name]
-    model = create_model(name, **layout, **_head_arguments(keras_model))
-    return transfer_weights(keras_model, model)
+    head = _head_arguments(keras_model)
+    if backbone.get("features_only"):
+        head = {"input_shape": head["input_shape"]}
+    model = create_model(name, **layout, **head, **backbone)
+    return transfer_weights(keras_model, model, partial=bool(backbone.get("features_only")))

@@ -23,6 +23,7 @@ TAG_PATTERN = re.compile(r"(?P<source>[a-z_]+):(?P<name>[\w.\-]+)")
 IMAGENET = "imagenet"
 CACHE_SUBDIR = "reszoo"
 IMAGENET_KWARGS = ("input_shape", "include_top", "pooling", "num_classes", "classifier_activation", "name")
+BACKBONE_KWARGS = ("features_only", "out_indices", "output_stride")  # reszoo-only: change no weight
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,11 +158,14 @@ def _keras_applications(name, kwargs):
     if name not in KERAS_APPLICATIONS:
         raise UserError(f"weights='imagenet' (keras.applications) exists for {', '.join(KERAS_APPLICATIONS)}, not "
                         f"{name!r}; PyTorch presets: `reszoo list --pretrained`")
-    unknown = set(kwargs) - set(IMAGENET_KWARGS)
+    unknown = set(kwargs) - set(IMAGENET_KWARGS) - set(BACKBONE_KWARGS)
     if unknown:
-        raise UserError(f"weights='imagenet' takes only {', '.join(IMAGENET_KWARGS)}; got {', '.join(sorted(unknown))}")
+        raise UserError(f"weights='imagenet' takes only {', '.join(IMAGENET_KWARGS + BACKBONE_KWARGS)}; got "
+                        f"{', '.join(sorted(unknown))}")
     constructor, _ = KERAS_APPLICATIONS[name]
-    arguments = {"weights": IMAGENET, "include_top": kwargs.get("include_top", True),
+    backbone = {key: kwargs[key] for key in BACKBONE_KWARGS if key in kwargs}
+    include_top = kwargs.get("include_top", True) and not backbone.get("features_only")
+    arguments = {"weights": IMAGENET, "include_top": include_top,
                  "input_shape": kwargs.get("input_shape"), "pooling": kwargs.get("pooling"),
                  "classes": kwargs.get("num_classes", 1000)}
     try:
@@ -171,7 +175,7 @@ def _keras_applications(name, kwargs):
     except Exception as error:  # download failures
         raise UserError(f"cannot download keras.applications {constructor} weights ({' '.join(str(error).split())[:200]})"
                         f"; offline? run `reszoo import` on a local file instead") from None
-    return from_keras_applications(keras_model, name)
+    return from_keras_applications(keras_model, name, **backbone)
 
 
 def create_pretrained(model, /, weights, **kwargs):
@@ -181,7 +185,8 @@ def create_pretrained(model, /, weights, **kwargs):
     from reszoo.weights.torch_import import from_torch
 
     preset = find_preset(model, weights)
-    if kwargs.get("include_top", True) and kwargs.get("num_classes", preset.num_classes) != preset.num_classes:
+    has_head = kwargs.get("include_top", True) and not kwargs.get("features_only")
+    if has_head and kwargs.get("num_classes", preset.num_classes) != preset.num_classes:
         raise UserError(f"{weights} has {preset.num_classes} classes, not num_classes={kwargs['num_classes']}; "
                         f"pass include_top=False to put your own head on the backbone")
     kwargs.setdefault("input_shape", (*preset.input_size, 3))

@@ -115,7 +115,8 @@ def import_torch(source, name, /, layout="auto", prefer_ema=False, **builder_kwa
     """Build reszoo model `name` with the weights of SOURCE; returns (model, ImportReport).
 
     Builder arguments read from the weights (num_classes, width, shortcut, bn_epsilon=1e-5) are overridden by
-    `builder_kwargs`. With `include_top=False` the classifier's tensors are dropped (and reported).
+    `builder_kwargs`. With `include_top=False` or `features_only=True` (a backbone) the classifier's tensors are
+    dropped (and reported); `output_stride` changes no weight.
 
     Example:
         >>> import numpy as np
@@ -126,13 +127,14 @@ def import_torch(source, name, /, layout="auto", prefer_ema=False, **builder_kwa
     state = load_state_dict(source, prefer_ema)
     chosen = choose_layout(state, layout)
     kwargs = {**chosen.builder_kwargs(state), **builder_kwargs}
-    if kwargs.get("include_top") is False:
+    headless = kwargs.get("include_top") is False or bool(kwargs.get("features_only"))
+    if headless:
         kwargs.pop("num_classes", None)
     try:
         model = create_model(name, **kwargs)
     except (TypeError, ValueError) as error:
         raise UserError(f"cannot build {name!r} with {kwargs}: {error}") from None
-    drop = chosen.classifiers if kwargs.get("include_top") is False else ()
+    drop = chosen.classifiers if headless else ()
     used, dropped = assign_state_dict(model, state, chosen, drop)
     report = ImportReport(chosen.name, len(used), int(sum(state[k].size for k in used)), dropped, kwargs)
     return model, report

@@ -61,3 +61,21 @@ def test_help(run_cli):
 def test_help_in_process(command):
     result = CliRunner().invoke(command, ["--help"])
     assert result.exit_code == 0 and "Usage:" in result.output and command.help.split()[0] in result.output
+
+
+def test_info_features_lists_each_stage_in_process():
+    result = CliRunner().invoke(info_command, ["resnet20", "--features"])
+    assert result.exit_code == 0, result.output
+    stages = [line.split(None, 1)[1] for line in result.output.splitlines() if line.startswith("feature ")]
+    assert stages == ["stage1: stride 1, 16 channels, 32x32", "stage2: stride 2, 32 channels, 16x16",
+                      "stage3: stride 4, 64 channels, 8x8"]
+    assert "classes" not in result.output and "features_only=True" in result.output
+
+
+@pytest.mark.parametrize("args,fragments", [(("resnet20", "--features", "--output-stride", "16"),
+                                             ("resnet20: output_stride=16 is not offered for the CIFAR ResNets",)),
+                                            (("resnet18", "--output-stride", "16"), ("add --features",))])
+def test_info_features_refusals_are_one_line_exit_2(run_cli, args, fragments):
+    from tests.helpers import assert_one_line_user_error
+
+    assert_one_line_user_error(run_cli("info", *args), *fragments)
