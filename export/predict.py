@@ -279,13 +279,11 @@ def as_probabilities(outputs, precision=None):
         >>> as_probabilities(np.array([[0.25, 0.75]])).tolist(), as_probabilities(np.array([[0.0, 0.0]])).tolist()
         ([[0.25, 0.75]], [[0.5, 0.5]])
     """
-    from export.verify import PROBABILITY_SUM_TOLERANCE
+    from export.verify import PROBABILITY_SUM_TOLERANCE, is_probabilities
 
     outputs = np.asarray(outputs, dtype="float64").reshape(len(outputs), -1)
     slack = max(PROBABILITY_SUM_TOLERANCE, SUM_SLACK_PER_CLASS.get(precision, 0.0) * outputs.shape[-1])
-    probabilities = (outputs.shape[-1] > 1 and outputs.min() >= 0.0 and outputs.max() <= 1.0
-                     and np.all(np.abs(outputs.sum(-1) - 1.0) <= slack))
-    return outputs / outputs.sum(-1, keepdims=True) if probabilities else softmax(outputs)
+    return outputs / outputs.sum(-1, keepdims=True) if is_probabilities(outputs, slack) else softmax(outputs)
 
 
 def top_k(probabilities, labels, k):

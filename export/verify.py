@@ -124,11 +124,17 @@ def labels_usable(labels, reference):
     return labels is not None and reference.ndim == 2 and int(labels.max()) < reference.shape[-1]
 
 
-def is_probabilities(reference):
-    """True when every row of `reference` (N, classes) is a probability distribution (a softmax output)."""
+def is_probabilities(reference, tolerance=PROBABILITY_SUM_TOLERANCE):
+    """True when every row of `reference` (N, classes) is a probability distribution (a softmax output):
+    entries >= 0, rows summing to 1 within `tolerance` (a quantized softmax needs more slack).
+
+    Example:
+        >>> is_probabilities(np.array([[0.25, 0.75]])), is_probabilities(np.array([[0.3, 0.75]]), tolerance=0.1)
+        (True, True)
+    """
     reference = np.asarray(reference)
     return bool(reference.ndim == 2 and reference.shape[-1] > 1 and reference.min() >= 0.0
-                and np.all(np.abs(reference.sum(-1) - 1.0) <= PROBABILITY_SUM_TOLERANCE))
+                and np.all(np.abs(reference.sum(-1) - 1.0) <= tolerance))
 
 
 def as_logits(probabilities):
