@@ -19,8 +19,8 @@ Example:
     ['add_1']
     >>> keras_layers(["Conv__31:0", "StatefulPartitionedCall_1:0"])
     []
-    >>> keras_layers(["serving_default_input:0"], known=["input", "conv1_conv"])  # the model's input layer
-    ['input']
+    >>> keras_layers(["serving_default_input:0"]), keras_layers(["serving_default_input:0"], known=["input"])
+    (['input'], ['input'])
 """
 import re
 
@@ -59,6 +59,8 @@ def layer_of_path(path, known=None):
                 if candidate in known:
                     return candidate
         return None
+    if len(segments) == 1 and path.startswith(SIGNATURE_PREFIX):
+        return segments[0]  # the model's input, named after its input layer
     return _without_suffix(segments[1]) if len(segments) >= 3 else None
 
 
