@@ -71,10 +71,11 @@ def atomic_write(path, write):
 
 
 def write_bytes(path, data):
-    """Write `data` (bytes) to `path` atomically.
+    """Write `data` (bytes) to `path` atomically; returns `path`.
 
     Example:
         >>> write_bytes("bench/bench.png", png_bytes)  # doctest: +SKIP
+        'bench/bench.png'
     """
 
     def write(temp):
@@ -82,6 +83,7 @@ def write_bytes(path, data):
             handle.write(data)
 
     atomic_write(path, write)
+    return path
 
 
 def _as_null(value):

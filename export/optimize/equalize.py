@@ -9,8 +9,8 @@ range, so one outlier channel no longer stretches a per-tensor int8 range over t
 previous layer scaled up (e.g. x1000 after a BN+ReLU) is scaled back. Pairs are equalized in graph order and
 the sweep is repeated until the scales settle (a conv can be the consumer of one pair and producer of the next).
 
-Chains never cross a join (Add, Multiply, Concatenate...) or a layer with several consumers: there, every
-branch would need the same scale. A grouped conv can be a consumer (each input channel scales its group's
+Chains never cross a join (Add, Multiply, Concatenate...), a layer with several consumers (every branch would
+need the same scale) or a model output (a multi-output backbone's stage maps keep their values). A grouped conv can be a consumer (each input channel scales its group's
 weights); depthwise convs take no part.
 Works on functional Keras-3 and tf_keras models; returns a new model, the given one is untouched.
 
@@ -60,21 +60,24 @@ def _is_homogeneous(layer):
     return False
 
 
-def _single_next(layer, members):
+def _single_next(layer, members, outputs=frozenset()):
+    """The one layer that reads `layer`'s output; None when several do, or when it is a model output too."""
     consumers = _consumers(layer, members)
-    return consumers[0] if len(consumers) == 1 and len(layer._inbound_nodes) == 1 else None
+    if len(consumers) != 1 or len(layer._inbound_nodes) != 1 or layer.name in outputs:
+        return None
+    return consumers[0]
 
 
-def _chain_from(producer, members):
+def _chain_from(producer, members, outputs):
     """(producer, batch norm or None, consumer) when `producer` starts an equalizable chain, else None."""
     if _class(producer) not in PRODUCERS or not _is_homogeneous_fused(producer):
         return None
-    layer, norm, activated = _single_next(producer, members), None, _activation_name(producer) != "linear"
+    layer, norm, activated = _single_next(producer, members, outputs), None, _activation_name(producer) != "linear"
     if (layer is not None and _class(layer) == "BatchNormalization" and not activated and layer.scale
             and _last_axis(layer)):
-        norm, layer = layer, _single_next(layer, members)
+        norm, layer = layer, _single_next(layer, members, outputs)
     while layer is not None and (_class(layer) in PASS_THROUGH or _is_homogeneous(layer)):
-        layer = _single_next(layer, members)
+        layer = _single_next(layer, members, outputs)
     if layer is None or _class(layer) not in CONSUMERS or len(layer._inbound_nodes) != 1:
         return None
     return producer, norm, layer
@@ -92,7 +95,13 @@ def _is_homogeneous_fused(layer):
 def find_chains(model):
     """[(producer, batch norm or None, consumer)] of every equalizable chain of `model`, in layer order."""
     members = set(model.layers)
-    return [chain for chain in (_chain_from(layer, members) for layer in model.layers) if chain]
+    outputs = frozenset(_output_layer_names(model))
+    return [chain for chain in (_chain_from(layer, members, outputs) for layer in model.layers) if chain]
+
+
+def _output_layer_names(model):
+    """Names of the layers whose outputs are model outputs: their values must keep their scale."""
+    return [tensor._keras_history[0].name for tensor in model.outputs]
 
 
 def _norm_factor(norm):

@@ -87,3 +87,17 @@ def test_a_grouped_consumer_keeps_the_function(groups):
     assert relative(model.predict(x, verbose=0), equalized.predict(x, verbose=0)) <= 1e-5
     producer, norm, consumer = find_chains(equalized)[0]
     np.testing.assert_allclose(_output_ranges(producer, norm), _input_ranges(consumer), rtol=1e-5)
+
+
+def test_a_model_output_keeps_its_scale():
+    """A backbone's stage map feeds the next stage and is an output: rescaling it would change the output."""
+    inputs = keras.Input((8, 8, 3))
+    stage = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="stage1_conv")(inputs)
+    stage = keras.layers.Identity(name="stage1")(stage)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="stage2_conv")(stage)
+    head = keras.layers.Conv2D(2, 1, name="head")(x)
+    model = keras.Model(inputs, [stage, head])
+    assert [(p.name, c.name) for p, _, c in find_chains(model)] == [("stage2_conv", "head")]
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    for before, after in zip(model.predict(x, verbose=0), equalize(model)[0].predict(x, verbose=0)):
+        assert relative(before, after) <= 1e-5
