@@ -17,6 +17,7 @@ Example:
 """
 import dataclasses
 import os
+import shutil
 import sys
 import time
 
@@ -235,8 +236,9 @@ def _export_into(run):
     os.makedirs(work)
     with run.steps.step("optimize" if run.request.optimizing else "prepare"):
         model, optimization_report = _optimize(run) if run.request.optimizing else (run.source.model, {})
+    traced_model, equalization = _equalized(run, model)
     with run.steps.step("trace SavedModel"):
-        saved_model_dir = _trace(run, model, work)
+        saved_model_dir = _trace(run, traced_model, work)
         baked = raw_input.bake(saved_model_dir, run.data["spec"], work) if run.request.raw_input else None
     with run.steps.step("reference predictions"):
         reference = _reference(run, model)
@@ -244,10 +246,50 @@ def _export_into(run):
                              run.data["x_calibration"], run.request.int8_io,
                              bool(run.request.optimizations.get("qat")), _keras_metadata(run), raw_input=baked)
     common = _common_facts(run)
-    artifacts = [_convert_and_verify(run, row, context, reference, common) for row in run.variants]
+    quantization = {"equalization": equalization, "fallback": _fallback_policy(run), "reports": []}
+    artifacts = [_convert_and_verify(run, row, context, reference, common, quantization) for row in run.variants]
     target_checks = _target_checks(run.root, artifacts, run.request.target, run.request.max_size)
+    _write_quant_report(run, quantization.pop("reports"))
     remove_created(work)
-    return _write_results(run, artifacts, target_checks, reference["facts"], optimization_report, common)
+    return _write_results(run, artifacts, target_checks, reference["facts"], optimization_report, common,
+                          quantization)
+
+
+QUANTIZED = ("int8", "int16x8", "dynamic")  # precisions whose rows get a per-layer quantization report
+
+
+def _equalized(run, model):
+    """(model to trace, record): cross-layer equalization (`export.optimize.equalize`) of a PTQ model when
+    quantized rows are planned; the reference and the .keras artifact stay the given model."""
+    from export.optimize.equalize import equalize
+
+    reason = _equalization_skipped(run, model)
+    if reason:
+        return model, {"applied": False, "reason": reason}
+    with run.steps.step("equalize"):
+        equalized, record = equalize(model)
+    return equalized, {"applied": True, "pairs": len(record["pairs"]), "sweeps": record["sweeps"],
+                       "largest_scale": max((p["scale_max"] for p in record["pairs"]), default=1.0),
+                       "smallest_scale": min((p["scale_min"] for p in record["pairs"]), default=1.0)}
+
+
+def _equalization_skipped(run, model):
+    """Why equalization does not run (None when it does)."""
+    request = run.request
+    reasons = ((not request.equalize, "--no-equalize"),
+               (not any(v.precision in QUANTIZED for v in run.variants), "no quantized artifact planned"),
+               (model is None, "a SavedModel source has no Keras layers to rescale"),
+               (request.optimizing, "an optimized (pruned/clustered/QAT) model keeps its trained weights"))
+    return next((reason for skipped, reason in reasons if skipped), None)
+
+
+def _fallback_policy(run):
+    from export.fallback import FULL_INT8_TARGETS, MAX_FLOAT_LAYERS
+
+    if not run.request.fallback:
+        return {"enabled": False, "reason": f"--target {run.request.target} must stay fully int8"
+                if run.request.target in FULL_INT8_TARGETS else "--no-fallback"}
+    return {"enabled": True, "max_float_layers": MAX_FLOAT_LAYERS}
 
 
 def _trace(run, model, work):
@@ -289,26 +331,25 @@ def _common_facts(run):
             "versions": versions()}
 
 
-def _convert_and_verify(run, row, context, reference, common):
-    """Write one row's artifact with its converter, then its manifest entry with parity."""
-    from export.converters import onnx as onnx_converter
+def _convert_and_verify(run, row, context, reference, common, quantization):
+    """Write one row's artifact with its converter, then its manifest entry with parity; a quantized row also
+    gets its per-layer report and, when it fails its gate, the selective float fallback."""
     from export.manifest import artifact_entry
-    from export.runtimes import load_runner
-    from export.verify import verify_runner
 
     file = row.file_name(run.source.name)
     path = os.path.join(run.root, file)
+    contract = {"input": raw_input.input_contract(row.format, run.data["spec"])} if run.request.raw_input else {}
+    card = _onnx_card(row.precision, {**common, **contract}) if row.format == "onnx" else None
     with run.steps.step(f"convert {row.format} {row.precision}"):
-        format_table.convert(row, context, path)
-        contract = {"input": raw_input.input_contract(row.format, run.data["spec"])} if run.request.raw_input else {}
-        if row.format == "onnx":
-            onnx_converter.embed_metadata(path, _onnx_card(row.precision, {**common, **contract}))
+        _convert(row, context, path, card)
     with run.steps.step(f"verify {file}"):
-        runner = load_runner(path, row.format, run.request.threads)
-        parity = verify_runner(runner, row.precision, raw_input.verification_input(run.data, row.format),
-                               reference["outputs"], run.data["y_verify"], run.request.gates,
-                               run.request.latency_runs, noise=reference["noise"])
+        runner, parity = _verified(run, row, path, reference)
+    facts = _quantization_facts(run, row, context, path, parity, quantization, reference, card)
+    if facts.get("fallback"):
+        runner, parity = _verified(run, row, path, reference)  # the artifact kept on disk (see _fall_back)
     entry = artifact_entry(run.root, file, row.format, row.precision, runner.inputs, runner.outputs, parity)
+    if facts:
+        entry["quantization"] = facts
     if row.format == "micro":
         from export.converters.micro import manifest_facts
 
@@ -316,7 +357,122 @@ def _convert_and_verify(run, row, context, reference, common):
     return {**entry, **contract}
 
 
-def _write_results(run, artifacts, target_checks, reference_facts, optimization_report, common):
+def _convert(row, context, path, card=None):
+    """The row's artifact at `path`; an ONNX file gets the manifest card in its metadata."""
+    from export.converters import onnx as onnx_converter
+
+    format_table.convert(row, context, path)
+    if card is not None:
+        onnx_converter.embed_metadata(path, card)
+
+
+def _verified(run, row, path, reference, latency_runs=None):
+    """(runner, parity) of the artifact at `path` against the reference."""
+    from export.runtimes import load_runner
+    from export.verify import verify_runner
+
+    runner = load_runner(path, row.format, run.request.threads)
+    return runner, verify_runner(runner, row.precision, raw_input.verification_input(run.data, row.format),
+                                 reference["outputs"], run.data["y_verify"], run.request.gates,
+                                 run.request.latency_runs if latency_runs is None else latency_runs,
+                                 noise=reference["noise"])
+
+
+def _quantization_facts(run, row, context, path, parity, quantization, reference, card=None):
+    """The artifact's per-layer report summary (and fallback) for its manifest entry; {} for other rows."""
+    report = _layer_report(run, row, context, path)
+    if report is None:
+        return {}
+    quantization["reports"].append(report)
+    from export.quantreport import worst_layers
+
+    worst = [r for r in report["rows"] if r["layer"] in worst_layers(report)]
+    facts = {"output_sqnr_db": report["output"]["sqnr_db"],
+             "worst_layers": [{"layer": r["layer"], "sqnr_db": r["sqnr_db"]} for r in worst][:3]}
+    from export.fallback import applies
+
+    if not parity["passed"] and quantization["fallback"]["enabled"] and applies(row, run.request.target,
+                                                                                 context.qat):
+        facts["fallback"] = _fall_back(run, row, context, path, report, reference, card)
+    return facts
+
+
+def _fall_back(run, row, context, path, report, reference, card=None):
+    """Greedy float fallback (`export.fallback`): the first passing artifact is kept, else the plain one."""
+    from export.fallback import fall_back
+
+    plain = os.path.join(context.work_dir, "plain_" + os.path.basename(path))
+    shutil.copyfile(path, plain)
+
+    def attempt(float_nodes):
+        with run.steps.step(f"fallback {os.path.basename(path)}: {len(float_nodes)} float nodes"):
+            _convert(row, dataclasses.replace(context, float_nodes=float_nodes), path, card)
+            return _verified(run, row, path, reference, latency_runs=0)[1]
+
+    result = fall_back(plain, row.format, report, attempt)
+    if not result["passed"]:
+        shutil.copyfile(plain, path)
+    return {"float_layers": result["float_layers"], "float_nodes": len(result["float_nodes"]),
+            "attempts": result["attempts"], "passed": result["passed"],
+            "kept": "with float layers" if result["passed"] else "plain int8 (no fallback passed its gate)"}
+
+
+def _layer_report(run, row, context, path):
+    """The per-layer report of a quantized artifact against the float file of the same graph, or None when
+    the row is not quantized, is a QAT graph (no float reference), or takes raw pixels."""
+    from export.quantreport import layer_report
+
+    if row.precision not in QUANTIZED or context.qat or context.raw_input is not None:
+        return None
+    float_path = _float_file(row.format, context)
+    if float_path is None:
+        return None
+    layer_names = [layer.name for layer in context.model.layers] if context.model is not None else None
+    with run.steps.step(f"quantization report {os.path.basename(path)}"):
+        report = layer_report(float_path, _as_tflite(row, path, context), _REPORT_FORMATS[row.format],
+                              run.data["x_calibration"], layer_names=layer_names)
+    report["artifact"] = os.path.basename(path)
+    return report
+
+
+_REPORT_FORMATS = {"tflite": "tflite", "micro": "tflite", "onnx": "onnx"}
+
+
+def _as_tflite(row, path, context):
+    """A micro source's array as a .tflite file in the work dir; other artifacts as they are."""
+    if row.format != "micro":
+        return path
+    from export.core.files import write_bytes
+    from export.micro.source import read_array
+
+    return write_bytes(os.path.join(context.work_dir, "micro_array.tflite"), read_array(path))
+
+
+def _float_file(format_name, context):
+    """The fp32 file of the traced graph in `format_name`'s family, converted once into the work dir."""
+    from export.converters import onnx as onnx_converter, tflite
+
+    if _REPORT_FORMATS.get(format_name) == "onnx":
+        return onnx_converter.float_graph(context)
+    if _REPORT_FORMATS.get(format_name) == "tflite":
+        if "tflite_fp32_file" not in context.cache:
+            from export.core.files import write_bytes
+
+            context.cache["tflite_fp32_file"] = write_bytes(os.path.join(context.work_dir, "model_fp32.tflite"),
+                                                            tflite.convert(context.saved_model_dir, "fp32"))
+        return context.cache["tflite_fp32_file"]
+    return None
+
+
+def _write_quant_report(run, reports):
+    from export.quantreport import write_quant_report
+
+    if reports:
+        with run.steps.step("quantization report files"):
+            write_quant_report(run.root, reports)
+
+
+def _write_results(run, artifacts, target_checks, reference_facts, optimization_report, common, quantization):
     """manifest.json, report.json and report.md; the ExportResult."""
     from export.manifest import MANIFEST_FILE, SCHEMA_VERSION, write_json
     from export.report import build_report, write_reports
@@ -330,7 +486,7 @@ def _write_results(run, artifacts, target_checks, reference_facts, optimization_
                "target": request.target, "max_size": request.max_size, "raw_input": request.raw_input}
     manifest = {"schema": SCHEMA_VERSION, "artifacts": artifacts, "reference": run.reference_entry, **common,
                 "data": data_facts, "options": options, "optimizations": optimization_report,
-                "target_checks": target_checks}
+                "quantization": quantization, "target_checks": target_checks}
     write_json(os.path.join(run.root, MANIFEST_FILE), manifest)
     report = build_report(manifest, reference_facts, passed, time.perf_counter() - run.started,
                           notes=[f"output dir: {run.output_dir}"])

@@ -40,6 +40,31 @@ def _result(parity):
     return "PASS" if parity.get("passed") else "FAIL: " + "; ".join(parity.get("failures") or ["not verified"])
 
 
+def quantization_note(artifact):
+    """What the per-layer report adds to an artifact's result: the worst layers of a failing file, or the
+    layers a fallback kept in float ("" when neither).
+
+    Example:
+        >>> quantization_note({"parity": {"passed": False}, "quantization": {"worst_layers": [
+        ...     {"layer": "conv2_bn", "sqnr_db": -2.34}, {"layer": "fc", "sqnr_db": 30.0}]}})
+        'worst layers: conv2_bn -2.3 dB, fc 30.0 dB'
+    """
+    facts = artifact.get("quantization") or {}
+    fallback = facts.get("fallback") or {}
+    if fallback.get("passed"):
+        return "float layers: " + ", ".join(fallback["float_layers"])
+    if (artifact.get("parity") or {}).get("passed") or not facts.get("worst_layers"):
+        return ""
+    worst = ", ".join(f"{w['layer']} {_number(w['sqnr_db'], '.1f')} dB" for w in facts["worst_layers"])
+    tried = f" (fallback: {fallback['attempts']} tries did not pass)" if fallback.get("attempts") else ""
+    return f"worst layers: {worst}{tried}"
+
+
+def _result_cell(artifact):
+    note = quantization_note(artifact)
+    return _result(artifact.get("parity") or {}) + (f" — {note}" if note else "")
+
+
 def has_several_outputs(artifacts):
     """True when any artifact's parity is per output (a multi-output model)."""
     return any((a.get("parity") or {}).get("outputs") for a in artifacts)
@@ -61,7 +86,7 @@ def row_cells(artifact, per_output=False):
              _number(parity.get("top1_agreement"), ".2%"), _number(parity.get("accuracy_delta"), "+.2f"))
     if per_output:
         cells += (parity.get("worst_output") or "—", _number(parity.get("sqnr_db"), ".1f"))
-    return cells + (_number(parity.get("latency_ms_median"), ".3f"), _result(parity))
+    return cells + (_number(parity.get("latency_ms_median"), ".3f"), _result_cell(artifact))
 
 
 def _markdown_lines(header, rows):
@@ -96,6 +121,7 @@ def build_report(manifest, reference, passed, wall_time_s, notes=()):
     return {"passed": passed, "wall_time_s": round(wall_time_s, 2), "reference": reference, "machine": cpu_facts(),
             "artifacts": manifest["artifacts"], "optimizations": manifest.get("optimizations") or {},
             "target_checks": manifest.get("target_checks") or {}, "data": manifest.get("data"),
+            "quantization": manifest.get("quantization") or {},
             "notes": list(notes)}
 
 
@@ -114,11 +140,30 @@ def _markdown(report):
         ops = ", ".join(f"{o['op']}×{o['count']}" for o in check["ops"])
         lines += [f"## Target {check['target']}: {target_file} — {'ok' if check['passed'] else 'PROBLEMS'}", "",
                   f"Ops: {ops}", ""] + [f"- {p}" for p in check["problems"]] + [""]
+    lines += _quantization_lines(report.get("quantization") or {}, report["artifacts"])
     if report["optimizations"]:
         lines += ["## Optimizations", "", "```json", _json(report["optimizations"]), "```", ""]
     lines += [f"- {note}" for note in report["notes"]]
     lines += [f"", f"Total export wall time: {report['wall_time_s']:.1f} s"]
     return "\n".join(lines) + "\n"
+
+
+def _quantization_lines(quantization, artifacts):
+    """report.md's quantization section: equalization, fallback policy, per-artifact output SQNR and worst layers."""
+    rows = [(a["file"], _number(a["quantization"].get("output_sqnr_db"), ".1f"),
+             ", ".join(f"{w['layer']} {_number(w['sqnr_db'], '.1f')}" for w in a["quantization"]["worst_layers"]),
+             ", ".join((a["quantization"].get("fallback") or {}).get("float_layers") or []) or "—")
+            for a in artifacts if a.get("quantization")]
+    if not rows:
+        return []
+    equalization, fallback = quantization.get("equalization") or {}, quantization.get("fallback") or {}
+    applied = (f"applied to {equalization.get('pairs')} Conv-BN-ReLU-Conv pairs" if equalization.get("applied")
+               else f"not applied ({equalization.get('reason')})")
+    policy = (f"on (up to {fallback.get('max_float_layers')} layers)" if fallback.get("enabled")
+              else f"off ({fallback.get('reason')})")
+    return ["## Quantization", "", f"Cross-layer equalization: {applied}. Float fallback: {policy}. Per-layer "
+            "SQNR (each layer alone, dB) in quant_report.md / quant_report.json.", "",
+            *_markdown_lines(("artifact", "output SQNR dB", "worst layers (SQNR dB)", "kept in float"), rows), ""]
 
 
 def _json(document):
@@ -145,7 +190,7 @@ def summary_table(artifacts, title="export"):
                          no_wrap=column == "artifact")
     for artifact in artifacts:
         cells = list(row_cells(artifact, has_several_outputs(artifacts)))
-        cells[-1] = "[green]PASS[/green]" if cells[-1] == "PASS" else f"[red]{cells[-1]}[/red]"
+        cells[-1] = f"[green]{cells[-1]}[/green]" if cells[-1].startswith("PASS") else f"[red]{cells[-1]}[/red]"
         table.add_row(*cells)
     return table
 

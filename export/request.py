@@ -40,19 +40,30 @@ class ExportRequest:
     latency_runs: int = 30
     model_name: str | None = None
     raw_input: bool = False  # preprocessing baked into the graph: uint8 pixel inputs (export.raw_input)
+    equalize: bool = True  # cross-layer equalization before quantization (export.optimize.equalize)
+    fallback: bool = True  # failing int8 rows keep their worst layers in float (export.fallback)
 
     @classmethod
     def build(cls, formats=None, precisions=None, all_formats=False, data=None, output_dir=None, force=False,
               int8_io=False, dynamic_batch=False, calibration_samples=300, gates=None, target=None, max_size=None,
               optimizations=None, threads=None, verify_samples=None, latency_runs=30, model_name=None,
-              raw_input=False):
-        """Plan, merge gates and validate; UserError (one line) for anything impossible."""
+              raw_input=False, equalize=True, fallback=None):
+        """Plan, merge gates and validate; UserError (one line) for anything impossible.
+
+        `fallback` None: on, except for the full-int8 targets (edgetpu, micro), which refuse an explicit True."""
+        from export.fallback import FULL_INT8_TARGETS
         from export.verify import merge_gates
+
+        target = target or ("generic" if max_size else None)
+        if fallback and target in FULL_INT8_TARGETS:
+            raise UserError(f"--fallback keeps layers in float, which --target {target} cannot run; "
+                            "use --no-fallback (equalization still applies)")
 
         request = cls(tuple(plan_variants(formats, precisions, all_formats)), merge_gates(gates), data,
                       None if output_dir is None else os.fspath(output_dir), force, dict(optimizations or {}),
-                      target or ("generic" if max_size else None), max_size, int8_io, dynamic_batch,
-                      calibration_samples, verify_samples, threads, latency_runs, model_name, raw_input)
+                      target, max_size, int8_io, dynamic_batch, calibration_samples, verify_samples, threads,
+                      latency_runs, model_name, raw_input, bool(equalize),
+                      target not in FULL_INT8_TARGETS if fallback is None else bool(fallback))
         for check in CHECKS:
             check(request)
         return request

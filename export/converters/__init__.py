@@ -24,4 +24,5 @@ class ConvertContext:
     qat: bool = False  # the model carries fake-quant ops (QAT): its float graph already is the int8 graph
     keras_metadata: dict = dataclasses.field(default_factory=dict)  # embedded in a .keras artifact
     raw_input: object = None  # export.raw_input.Baked in a --raw-input run (saved_model_dir is then its uint8 graph)
+    float_nodes: tuple = ()  # int8 rows: op output (TFLite) / node (ONNX) names kept in float (export.fallback)
     cache: dict = dataclasses.field(default_factory=dict)  # intermediate files shared between precisions

@@ -178,8 +178,9 @@ def _input_name_and_batch(path):
     return graph_input.name, batch_dim.dim_value if batch_dim.HasField("dim_value") else 32
 
 
-def quantize_int8(fp32_path, path, calibration):
-    """Static int8 QDQ quantization (per-channel weights) after `quant_pre_process`, calibrated on samples.
+def quantize_int8(fp32_path, path, calibration, float_nodes=()):
+    """Static int8 QDQ quantization (per-channel weights) after `quant_pre_process`, calibrated on samples;
+    nodes named in `float_nodes` stay float (selective fallback, `export.fallback`).
 
     Activations and weights int8 (S8S8), chosen on accuracy. Measured on this AVX2 CPU (no VNNI), ResNet-50 at
     224², batch 1, 2 threads, same run: fp32 46.3 ms, S8S8 63.9 ms, U8S8 45.1 ms, U8S8 + reduce_range 44.9 ms;
@@ -194,7 +195,8 @@ def quantize_int8(fp32_path, path, calibration):
         q.quant_pre_process(os.fspath(fp32_path), prepared, skip_symbolic_shape=True)
         q.quantize_static(prepared, os.fspath(path), _SampleReader(calibration, input_name, batch),
                           quant_format=q.QuantFormat.QDQ, per_channel=True, activation_type=q.QuantType.QInt8,
-                          weight_type=q.QuantType.QInt8, calibrate_method=q.CalibrationMethod.MinMax)
+                          weight_type=q.QuantType.QInt8, calibrate_method=q.CalibrationMethod.MinMax,
+                          nodes_to_exclude=list(float_nodes))
     return path
 
 
@@ -229,7 +231,7 @@ def quantize_dynamic(fp32_path, path, float_convs=1):
     return path
 
 
-def _float_graph(context):
+def float_graph(context):
     """The fp32 ONNX graph of the context's SavedModel, converted once and kept in the work dir."""
     if "onnx_fp32" not in context.cache:
         path = os.path.join(context.work_dir, "model_fp32.onnx")
@@ -238,18 +240,18 @@ def _float_graph(context):
 
 
 def _write_fp32(context, path):
-    shutil.copyfile(_float_graph(context), path)
+    shutil.copyfile(float_graph(context), path)
 
 
 def _write_int8(context, path):
     if context.qat:  # a QAT graph already carries QuantizeLinear/DequantizeLinear with the trained ranges
-        shutil.copyfile(_float_graph(context), path)
+        shutil.copyfile(float_graph(context), path)
     else:
-        quantize_int8(_float_graph(context), path, context.calibration)
+        quantize_int8(float_graph(context), path, context.calibration, context.float_nodes)
 
 
 def _write_dynamic(context, path):
-    quantize_dynamic(_float_graph(context), path, float_convs=2 if context.raw_input else 1)
+    quantize_dynamic(float_graph(context), path, float_convs=2 if context.raw_input else 1)
 
 
 WRITERS = {"fp32": _write_fp32, "int8": _write_int8, "dynamic": _write_dynamic}

@@ -80,12 +80,37 @@ def convert(saved_model_dir, precision, calibration=None, int8_io=False):
         return SETTINGS[precision](converter, tf, calibration, int8_io and precision == "int8").convert()
 
 
+def convert_with_float_nodes(saved_model_dir, calibration, float_nodes, int8_io=False):
+    """TFLite int8 flatbuffer bytes with the ops whose output tensors are named in `float_nodes` kept in float
+    (QUANTIZE/DEQUANTIZE around them): the converter's own path (calibrate, then the MLIR quantizer, as
+    `TFLiteConverter.convert` does for int8) with its `denylisted_nodes`; without names the bytes equal `convert`'s.
+    """
+    import tensorflow as tf
+    from tensorflow.lite.python import convert as tflite_convert
+
+    from export.core.quiet import native_noise_filtered
+
+    converter = _int8(tf.lite.TFLiteConverter.from_saved_model(saved_model_dir), tf, calibration, False)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    converter._experimental_calibrate_only = True  # the calibrated float model, quantized below
+    io_type = tf.int8 if int8_io else tf.float32
+    with native_noise_filtered():
+        calibrated = converter.convert()
+        return tflite_convert.mlir_quantize(calibrated, input_data_type=io_type, output_data_type=io_type,
+                                            denylisted_nodes=list(float_nodes))
+
+
 def write(context, precision, path):
     """The export.formats contract: the flatbuffer of `context.saved_model_dir` at `precision`, written to `path`."""
     if context.raw_input:  # uint8 pixel input: export.converters.tflite_raw
         from export.converters import tflite_raw
 
         return tflite_raw.write(context, precision, path)
+    if context.float_nodes and precision == "int8":  # selective float fallback (export.fallback)
+        flatbuffer = convert_with_float_nodes(context.saved_model_dir, context.calibration, context.float_nodes,
+                                              context.int8_io)
+        write_bytes(path, flatbuffer)
+        return path
     flatbuffer = convert(context.saved_model_dir, precision, context.calibration, context.int8_io)
     if precision == "int8" and context.int8_io:  # the micro row embeds the same bytes (export.converters.micro)
         context.cache[INT8_IO_CACHE_KEY] = flatbuffer

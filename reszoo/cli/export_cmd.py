@@ -93,10 +93,14 @@ def resolve_model(model):
 @click.option("--gate", "gates", multiple=True, help="Override a parity gate: PRECISION.KEY=VALUE, e.g. "
               "int8.min_agreement=0.97 (keys: max_rel_err, min_agreement, max_accuracy_drop, noise_multiple, "
               "noise_floor; an explicit fp32.max_rel_err replaces the noise-derived fp32 limit).")
+@click.option("--equalize/--no-equalize", default=True, show_default=True,
+              help="Cross-layer equalization before quantization (exact in float).")
+@click.option("--fallback/--no-fallback", default=None, help="Keep the worst layers of a failing int8 file in "
+              "float until its gate passes [on; off for --target edgetpu/micro, which must stay fully int8].")
 @click.option("--latency-runs", type=click.IntRange(0), default=30, show_default=True)
 def export_command(model, formats, precisions, all_formats, data, calibration_samples, verify_samples, int8_io,
                    raw_input, dynamic_batch, output_dir, force, prune, prune_structure, qat, cluster, finetune_epochs, target,
-                   max_size, threads, gates, latency_runs):
+                   max_size, threads, gates, equalize, fallback, latency_runs):
     """Export MODEL to edge formats and verify each artifact's parity in its own runtime."""
     from rich.console import Console
 
@@ -109,7 +113,8 @@ def export_command(model, formats, precisions, all_formats, data, calibration_sa
         calibration_samples=calibration_samples, gates=list(gates), target=target, max_size=parse_size(max_size),
         optimizations={"prune": prune, "prune_structure": prune_structure, "qat": qat, "cluster": cluster,
                        "finetune_epochs": finetune_epochs},
-        threads=threads, verify_samples=verify_samples, latency_runs=latency_runs, raw_input=raw_input)
+        threads=threads, verify_samples=verify_samples, latency_runs=latency_runs, raw_input=raw_input,
+        equalize=equalize, fallback=fallback)
     precheck_data(data)
     if output_dir:  # before TensorFlow loads; export_model checks again (also the default exports/<name>)
         check_output_target(output_dir, force, {"the input model": model or default_model_path(),
@@ -135,6 +140,11 @@ def print_outcome(report, output_dir, title):
     for file, check in (report.get("target_checks") or {}).items():
         verdict = "ok" if check["passed"] else "; ".join(check["problems"])
         out.print(f"target {check['target']} {file}: {verdict}", markup=False, highlight=False)
+    from export.report import quantization_note
+
+    for artifact in report["artifacts"]:
+        if not artifact["parity"]["passed"] and quantization_note(artifact):
+            out.print(f"{artifact['file']}: {quantization_note(artifact)}", markup=False, highlight=False)
     failed = [a["file"] for a in report["artifacts"] if not a["parity"]["passed"]]
     failed += [f for f, c in (report.get("target_checks") or {}).items() if not c["passed"]]
     verdict = "all artifacts passed" if not failed else f"FAILED: {', '.join(dict.fromkeys(failed))}"

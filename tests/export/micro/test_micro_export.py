@@ -101,8 +101,8 @@ def test_cli_exports_micro_end_to_end_and_refuses_another_precision(run_cli, tin
     result = run_cli("export", tiny_keras_path, "--format", "micro", "--data", "digits", "--output", out,
                      "--verify-samples", "60", "--latency-runs", "0")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert sorted(os.listdir(out)) == ["manifest.json", "report.json", "report.md", "tiny_model_data.cc",
-                                       "tiny_model_data.h"]
+    assert sorted(os.listdir(out)) == ["manifest.json", "quant_report.json", "quant_report.md", "quant_report.png",
+                                       "report.json", "report.md", "tiny_model_data.cc", "tiny_model_data.h"]
     assert "target micro tiny_model_data.cc: ok" in result.stdout and "all artifacts passed" in result.stdout
 
     refused = run_cli("export", tiny_keras_path, "--format", "micro", "--precision", "fp32", "--output", tmp_path / "x")
