@@ -11,6 +11,8 @@ Example:
 """
 import dataclasses
 
+from export.calibration import DEFAULT_METHOD
+
 
 @dataclasses.dataclass
 class ConvertContext:
@@ -24,4 +26,5 @@ class ConvertContext:
     qat: bool = False  # the model carries fake-quant ops (QAT): its float graph already is the int8 graph
     keras_metadata: dict = dataclasses.field(default_factory=dict)  # embedded in a .keras artifact
     raw_input: object = None  # export.raw_input.Baked in a --raw-input run (saved_model_dir is then its uint8 graph)
+    calibration_method: str = DEFAULT_METHOD  # how int8/int16x8 activation ranges are chosen (export.calibration)
     cache: dict = dataclasses.field(default_factory=dict)  # intermediate files shared between precisions

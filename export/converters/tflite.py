@@ -13,6 +13,8 @@ Example:
 """
 import numpy as np
 
+from export.calibration import DEFAULT_METHOD
+from export.converters import tflite_ranges
 from export.core.errors import UserError
 from export.core.files import write_bytes
 
@@ -61,11 +63,12 @@ INT8_IO_CACHE_KEY = "tflite_int8_int8_io"  # ConvertContext.cache key of the int
 SETTINGS = {"fp32": _fp32, "fp16": _fp16, "dynamic": _dynamic, "int8": _int8, "int16x8": _int16x8}
 
 
-def convert(saved_model_dir, precision, calibration=None, int8_io=False):
+def convert(saved_model_dir, precision, calibration=None, int8_io=False, method=DEFAULT_METHOD):
     """TFLite flatbuffer bytes of the SavedModel at `precision`.
 
     `calibration`: preprocessed float32 samples (N, H, W, C), required for int8 and int16x8.
     `int8_io` only applies to int8 (int8 input and output tensors).
+    `method`: how int8/int16x8 activation ranges are calibrated (`export.calibration`; `tflite_ranges`).
     """
     import tensorflow as tf
 
@@ -77,7 +80,8 @@ def convert(saved_model_dir, precision, calibration=None, int8_io=False):
 
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
     with native_noise_filtered():  # the converter's C++ chatter (fully_quantize: ..., SavedModel reader INFO)
-        return SETTINGS[precision](converter, tf, calibration, int8_io and precision == "int8").convert()
+        converter = SETTINGS[precision](converter, tf, calibration, int8_io and precision == "int8")
+        return tflite_ranges.convert(converter, precision, method)
 
 
 def write(context, precision, path):
@@ -86,7 +90,8 @@ def write(context, precision, path):
         from export.converters import tflite_raw
 
         return tflite_raw.write(context, precision, path)
-    flatbuffer = convert(context.saved_model_dir, precision, context.calibration, context.int8_io)
+    flatbuffer = convert(context.saved_model_dir, precision, context.calibration, context.int8_io,
+                         context.calibration_method)
     if precision == "int8" and context.int8_io:  # the micro row embeds the same bytes (export.converters.micro)
         context.cache[INT8_IO_CACHE_KEY] = flatbuffer
     write_bytes(path, flatbuffer)
