@@ -109,10 +109,11 @@ def entropy_threshold(counts, zeros, lo, hi, scheme):
     TensorRT's algorithm (as MXNet and onnxruntime write it): for each candidate i >= levels, P = counts[:i]
     with everything beyond added to its last bin; Q = counts[:i] (outliers left out) merged into `levels`
     equal groups, each group's sum spread over the bins where P is nonzero; both smoothed (`_smoothed`).
+    Exact zeros are left out, as pytorch-quantization does (`bins[0] = bins[1]`): a ReLU output's zero spike
+    (half its values on the trained tiny ResNet) otherwise dominates P and the search clips to ~20 % of max|x|.
     Ties: the largest i. With more levels than bins (int16) nothing clips: max|x|.
     """
     counts = counts.astype(np.float64)
-    counts[0] += zeros
     levels = scheme.levels(lo, hi)
     best, best_divergence = BINS, np.inf
     for i in range(max(levels, 1), BINS + 1):
@@ -195,15 +196,17 @@ def check_method(name):
     return name
 
 
-def ranges(method, histograms, scheme):
+def ranges(method, histograms, scheme, kept=()):
     """{key: (lo, hi)} of every tensor in `histograms` under `method` (a METHODS name).
 
-    The range keeps 0 inside (both quantizers require it) and never grows past the recorded one.
+    The range keeps 0 inside (both quantizers require it) and never grows past the recorded one. Tensors in
+    `kept` (the graph's inputs and outputs) keep the recorded range: clipping an input changes the data, and
+    clipping an output changes the answer (entropy clipped the tiny ResNet's probabilities to [0, 0.16]).
     """
     rule = METHODS[check_method(method)].threshold
     chosen = {}
     for key, (lo, hi) in histograms.extremes.items():
-        if rule is None or max(-lo, hi) == 0:
+        if rule is None or max(-lo, hi) == 0 or key in kept:
             chosen[key] = (lo, hi)
             continue
         threshold = float(rule(histograms.counts[key], histograms.zeros[key], lo, hi, scheme))

@@ -54,7 +54,9 @@ def rescaled_model():
 def resnet20_model():
     from export.core.metadata import load_model
 
-    return load_model(os.path.join(ROOT, "saved_models", "resnet20_digits.keras"))[0]
+    model, metadata = load_model(os.path.join(ROOT, "saved_models", "resnet20_digits.keras"))
+    model.recorded_preprocessing = metadata.get("preprocessing")  # the spec export_model would use
+    return model
 
 
 def resnet50_model():
@@ -71,7 +73,7 @@ def digits_for(model, samples):
     from export.data.preprocess import default_spec_for_input
     from export.data.splits import prepare, split_for_spec
 
-    spec = default_spec_for_input(tuple(model.input_shape[1:]))
+    spec = getattr(model, "recorded_preprocessing", None) or default_spec_for_input(tuple(model.input_shape[1:]))
     train, held_out = split_for_spec("digits", spec)
     order = np.random.default_rng(0).permutation(len(train.x))
     return prepare(train.take(np.sort(order[:samples])), spec), prepare(held_out, spec), held_out.y

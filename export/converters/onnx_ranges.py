@@ -60,6 +60,14 @@ def activation_batches(prepared_path, names, reader, work_dir):
         yield {name: value for name, value in zip(outputs, session.run(None, feed)) if name in wanted}
 
 
+def graph_io(path):
+    """Names of the graph's inputs and outputs (they keep their recorded range, `export.calibration.ranges`)."""
+    import onnx
+
+    graph = onnx.load(path, load_external_data=False).graph
+    return {value.name for value in [*graph.input, *graph.output]}
+
+
 def write_cache(prepared_path, readers, method, cache_path, work_dir):
     """Write the `method` ranges of the prepared graph as a quantize_static calibration cache at `cache_path`.
 
@@ -69,7 +77,7 @@ def write_cache(prepared_path, readers, method, cache_path, work_dir):
 
     recorded = recorded_ranges(prepared_path, readers(), work_dir)
     histograms = methods.collect(recorded, activation_batches(prepared_path, list(recorded), readers(), work_dir))
-    ranges = methods.ranges(method, histograms, methods.SCHEMES[("onnx", "int8")])
+    ranges = methods.ranges(method, histograms, methods.SCHEMES[("onnx", "int8")], kept=graph_io(prepared_path))
     as_arrays = {name: (np.array(lo, np.float32), np.array(hi, np.float32)) for name, (lo, hi) in ranges.items()}
     save_tensors_data(TensorsData(CalibrationMethod.MinMax, as_arrays), cache_path)
     return cache_path

@@ -107,11 +107,20 @@ def calibrated(converter):
     return converter.convert(), input_type or tf.float32, output_type or tf.float32, allow_float
 
 
+def graph_io(flatbuffer):
+    """Tensor indices of the main subgraph's inputs and outputs."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    subgraph = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer)).subgraphs[SUBGRAPH]
+    return {int(index) for index in [*subgraph.inputs, *subgraph.outputs]}
+
+
 def method_ranges(flatbuffer, sample_inputs, method, scheme):
-    """{tensor index: (lo, hi)} of `method` for every tensor the calibrator recorded in `flatbuffer`."""
+    """{tensor index: (lo, hi)} of `method` for every tensor the calibrator recorded in `flatbuffer` (the graph's
+    inputs and outputs keep their recorded range, `export.calibration.ranges`)."""
     recorded = recorded_ranges(flatbuffer)
     histograms = methods.collect(recorded, activation_batches(flatbuffer, sample_inputs, list(recorded)))
-    return methods.ranges(method, histograms, scheme)
+    return methods.ranges(method, histograms, scheme, kept=graph_io(flatbuffer))
 
 
 def convert(converter, precision, method=methods.DEFAULT_METHOD):
