@@ -9,7 +9,8 @@ Schema:
      "reference": {"file" (relative) | "path" (absolute), "format"},   # what parity is measured against
      "source_model": {"name", "path", "sha256"}, "preprocessing": spec, "labels": [...],
      "data": {"source", "held_out_fraction", "split_seed", "calibration_samples", "verification_samples"},
-     "versions": {package: version}, "options": {...}, "optimizations": {...}, "target_checks": {...}}
+     "versions": {package: version}, "options": {..., "calibration": export.calibration method},
+     "optimizations": {...}, "target_checks": {...}}
 
 Example:
     >>> entry = {"file": "m.onnx"}

@@ -195,7 +195,7 @@ def export_model(model_or_path, request=None, *positional, show_progress=True, n
     int8_io, dynamic_batch, calibration_samples, gates (overrides of `export.verify.DEFAULT_GATES`), target,
     max_size, optimizations ({"prune", "prune_structure", "qat", "cluster", "finetune_epochs"}, need data),
     threads, verify_samples, latency_runs, model_name, raw_input (uint8 pixel inputs with the preprocessing in
-    the graph, `export.raw_input`).
+    the graph, `export.raw_input`), calibration (minmax | percentile | entropy | mse, `export.calibration`).
     Returns ExportResult; `passed` is False when an artifact failed its gate or a target check.
 
     Example:
@@ -244,7 +244,8 @@ def _export_into(run):
         reference = _reference(run, model)
     context = ConvertContext(baked.saved_model_dir if baked else saved_model_dir, work, model,
                              run.data["x_calibration"], run.request.int8_io,
-                             bool(run.request.optimizations.get("qat")), _keras_metadata(run), raw_input=baked)
+                             bool(run.request.optimizations.get("qat")), _keras_metadata(run), raw_input=baked,
+                             calibration_method=run.request.calibration)
     common = _common_facts(run)
     quantization = {"equalization": equalization, "fallback": _fallback_policy(run), "reports": []}
     artifacts = [_convert_and_verify(run, row, context, reference, common, quantization) for row in run.variants]
@@ -483,7 +484,8 @@ def _write_results(run, artifacts, target_checks, reference_facts, optimization_
                   "calibration_samples": int(len(data["x_calibration"])),
                   "verification_samples": int(len(data["x_verify"]))}
     options = {"int8_io": request.int8_io, "dynamic_batch": request.dynamic_batch, "gates": request.gates,
-               "target": request.target, "max_size": request.max_size, "raw_input": request.raw_input}
+               "target": request.target, "max_size": request.max_size, "raw_input": request.raw_input,
+               "calibration": request.calibration}
     manifest = {"schema": SCHEMA_VERSION, "artifacts": artifacts, "reference": run.reference_entry, **common,
                 "data": data_facts, "options": options, "optimizations": optimization_report,
                 "quantization": quantization, "target_checks": target_checks}

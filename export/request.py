@@ -13,6 +13,7 @@ Example:
 import dataclasses
 import os
 
+from export.calibration import DEFAULT_METHOD, check_method
 from export.core.errors import UserError
 from export.formats import plan_variants
 from export.raw_input import check_request as _check_raw_input
@@ -40,6 +41,7 @@ class ExportRequest:
     latency_runs: int = 30
     model_name: str | None = None
     raw_input: bool = False  # preprocessing baked into the graph: uint8 pixel inputs (export.raw_input)
+    calibration: str = DEFAULT_METHOD  # how int8/int16x8 activation ranges are calibrated (export.calibration)
     equalize: bool = True  # cross-layer equalization before quantization (export.optimize.equalize)
     fallback: bool = True  # failing int8 rows keep their worst layers in float (export.fallback)
 
@@ -47,7 +49,7 @@ class ExportRequest:
     def build(cls, formats=None, precisions=None, all_formats=False, data=None, output_dir=None, force=False,
               int8_io=False, dynamic_batch=False, calibration_samples=300, gates=None, target=None, max_size=None,
               optimizations=None, threads=None, verify_samples=None, latency_runs=30, model_name=None,
-              raw_input=False, equalize=True, fallback=None):
+              raw_input=False, calibration=None, equalize=True, fallback=None):
         """Plan, merge gates and validate; UserError (one line) for anything impossible.
 
         `fallback` None: on, except for the full-int8 targets (edgetpu, micro), which refuse an explicit True."""
@@ -62,8 +64,8 @@ class ExportRequest:
         request = cls(tuple(plan_variants(formats, precisions, all_formats)), merge_gates(gates), data,
                       None if output_dir is None else os.fspath(output_dir), force, dict(optimizations or {}),
                       target, max_size, int8_io, dynamic_batch, calibration_samples, verify_samples, threads,
-                      latency_runs, model_name, raw_input, bool(equalize),
-                      target not in FULL_INT8_TARGETS if fallback is None else bool(fallback))
+                      latency_runs, model_name, raw_input, DEFAULT_METHOD if calibration is None else calibration,
+                      bool(equalize), target not in FULL_INT8_TARGETS if fallback is None else bool(fallback))
         for check in CHECKS:
             check(request)
         return request
@@ -131,4 +133,16 @@ def target_for(format, precision, target):
     return target if format == "tflite" and target and (wanted is None or precision in wanted) else None
 
 
-CHECKS = (_check_optimizations, _check_int8_io, _check_target, _check_raw_input)  # run in this order by ExportRequest.build
+def _check_calibration(request):
+    """A known method, asked only where something is calibrated (int8/int16x8 rows, not a QAT model)."""
+    check_method(request.calibration)
+    if request.calibration == DEFAULT_METHOD:
+        return
+    if request.optimizations.get("qat"):
+        raise UserError(f"--calibration {request.calibration} does not apply to --qat: its int8 ranges are trained")
+    if not any(v.calibrated for v in request.variants):
+        raise UserError(f"--calibration {request.calibration} applies to calibrated rows; add --precision int8 "
+                        "(or tflite:int16x8, or --format micro)")
+
+
+CHECKS = (_check_optimizations, _check_int8_io, _check_target, _check_raw_input, _check_calibration)  # run in this order by ExportRequest.build

@@ -11,6 +11,8 @@ Example:
 """
 import dataclasses
 
+from export.calibration import DEFAULT_METHOD
+
 
 @dataclasses.dataclass
 class ConvertContext:
@@ -25,4 +27,5 @@ class ConvertContext:
     keras_metadata: dict = dataclasses.field(default_factory=dict)  # embedded in a .keras artifact
     raw_input: object = None  # export.raw_input.Baked in a --raw-input run (saved_model_dir is then its uint8 graph)
     float_nodes: tuple = ()  # int8 rows: op output (TFLite) / node (ONNX) names kept in float (export.fallback)
+    calibration_method: str = DEFAULT_METHOD  # how int8/int16x8 activation ranges are chosen (export.calibration)
     cache: dict = dataclasses.field(default_factory=dict)  # intermediate files shared between precisions

@@ -24,7 +24,8 @@ def int8_flatbuffer(context):
 
     if tflite.INT8_IO_CACHE_KEY not in context.cache:
         context.cache[tflite.INT8_IO_CACHE_KEY] = tflite.convert(context.saved_model_dir, "int8",
-                                                                 context.calibration, int8_io=True)
+                                                                 context.calibration, int8_io=True,
+                                                                 method=context.calibration_method)
     return context.cache[tflite.INT8_IO_CACHE_KEY]
 
 

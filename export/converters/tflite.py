@@ -13,6 +13,8 @@ Example:
 """
 import numpy as np
 
+from export.calibration import DEFAULT_METHOD
+from export.converters import tflite_ranges
 from export.core.errors import UserError
 from export.core.files import write_bytes
 
@@ -61,11 +63,13 @@ INT8_IO_CACHE_KEY = "tflite_int8_int8_io"  # ConvertContext.cache key of the int
 SETTINGS = {"fp32": _fp32, "fp16": _fp16, "dynamic": _dynamic, "int8": _int8, "int16x8": _int16x8}
 
 
-def convert(saved_model_dir, precision, calibration=None, int8_io=False):
+def convert(saved_model_dir, precision, calibration=None, int8_io=False, method=DEFAULT_METHOD, float_nodes=()):
     """TFLite flatbuffer bytes of the SavedModel at `precision`.
 
     `calibration`: preprocessed float32 samples (N, H, W, C), required for int8 and int16x8.
     `int8_io` only applies to int8 (int8 input and output tensors).
+    `method`: how int8/int16x8 activation ranges are calibrated (`export.calibration`; `tflite_ranges`).
+    `float_nodes`: int8 only, output tensor names of ops kept in float (selective fallback, `export.fallback`).
     """
     import tensorflow as tf
 
@@ -77,27 +81,8 @@ def convert(saved_model_dir, precision, calibration=None, int8_io=False):
 
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
     with native_noise_filtered():  # the converter's C++ chatter (fully_quantize: ..., SavedModel reader INFO)
-        return SETTINGS[precision](converter, tf, calibration, int8_io and precision == "int8").convert()
-
-
-def convert_with_float_nodes(saved_model_dir, calibration, float_nodes, int8_io=False):
-    """TFLite int8 flatbuffer bytes with the ops whose output tensors are named in `float_nodes` kept in float
-    (QUANTIZE/DEQUANTIZE around them): the converter's own path (calibrate, then the MLIR quantizer, as
-    `TFLiteConverter.convert` does for int8) with its `denylisted_nodes`; without names the bytes equal `convert`'s.
-    """
-    import tensorflow as tf
-    from tensorflow.lite.python import convert as tflite_convert
-
-    from export.core.quiet import native_noise_filtered
-
-    converter = _int8(tf.lite.TFLiteConverter.from_saved_model(saved_model_dir), tf, calibration, False)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-    converter._experimental_calibrate_only = True  # the calibrated float model, quantized below
-    io_type = tf.int8 if int8_io else tf.float32
-    with native_noise_filtered():
-        calibrated = converter.convert()
-        return tflite_convert.mlir_quantize(calibrated, input_data_type=io_type, output_data_type=io_type,
-                                            denylisted_nodes=list(float_nodes))
+        converter = SETTINGS[precision](converter, tf, calibration, int8_io and precision == "int8")
+        return tflite_ranges.convert(converter, precision, method, float_nodes)
 
 
 def write(context, precision, path):
@@ -106,12 +91,8 @@ def write(context, precision, path):
         from export.converters import tflite_raw
 
         return tflite_raw.write(context, precision, path)
-    if context.float_nodes and precision == "int8":  # selective float fallback (export.fallback)
-        flatbuffer = convert_with_float_nodes(context.saved_model_dir, context.calibration, context.float_nodes,
-                                              context.int8_io)
-        write_bytes(path, flatbuffer)
-        return path
-    flatbuffer = convert(context.saved_model_dir, precision, context.calibration, context.int8_io)
+    flatbuffer = convert(context.saved_model_dir, precision, context.calibration, context.int8_io,
+                         context.calibration_method, context.float_nodes)
     if precision == "int8" and context.int8_io:  # the micro row embeds the same bytes (export.converters.micro)
         context.cache[INT8_IO_CACHE_KEY] = flatbuffer
     write_bytes(path, flatbuffer)

@@ -18,7 +18,8 @@ Example:
 """
 import numpy as np
 
-from export.converters import tflite
+from export.calibration import DEFAULT_METHOD
+from export.converters import tflite, tflite_ranges
 from export.core.errors import UserError
 from export.core.files import write_bytes
 
@@ -89,10 +90,10 @@ SETTINGS = {"fp32": ("saved_model_dir", tflite.SETTINGS["fp32"]), "fp16": ("save
 FINISH = {"int8": pin_pixel_input, "int16x8": _no_float_fallback}  # applied to the converted flatbuffer
 
 
-def convert(baked, precision, calibration=None, int8_io=False):
+def convert(baked, precision, calibration=None, int8_io=False, method=DEFAULT_METHOD):
     """TFLite flatbuffer bytes of the baked graph (`export.raw_input.Baked`) at `precision`, uint8 input tensor.
 
-    `calibration`: uint8 pixels (N, H, W, C), required for int8 and int16x8.
+    `calibration`: uint8 pixels (N, H, W, C), required for int8 and int16x8; `method`: `export.calibration`.
     """
     import tensorflow as tf
 
@@ -104,11 +105,13 @@ def convert(baked, precision, calibration=None, int8_io=False):
     source, settings = SETTINGS[precision]
     converter = tf.lite.TFLiteConverter.from_saved_model(getattr(baked, source))
     with native_noise_filtered():
-        flatbuffer = settings(converter, tf, calibration, int8_io and precision == "int8").convert()
+        converter = settings(converter, tf, calibration, int8_io and precision == "int8")
+        flatbuffer = tflite_ranges.convert(converter, precision, method)
     return FINISH.get(precision, lambda fb: fb)(flatbuffer)
 
 
 def write(context, precision, path):
     """The export.formats contract for a raw run (`context.raw_input` set): the uint8-input file at `path`."""
-    write_bytes(path, convert(context.raw_input, precision, context.calibration, context.int8_io))
+    write_bytes(path, convert(context.raw_input, precision, context.calibration, context.int8_io,
+                              context.calibration_method))
     return path

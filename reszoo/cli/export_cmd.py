@@ -9,6 +9,7 @@ Example:
     $ reszoo export resnet50 --all --data photos/ --output exports/r50 --force
     $ reszoo export model.keras --precision int8 --int8-io --target edgetpu --data digits
     $ reszoo export model.keras --raw-input --precision fp32 --precision int8 --data photos/
+    $ reszoo export model.keras --precision int8 --calibration entropy --data digits
     $ reszoo export model.keras --format micro --data digits   # <name>_model_data.cc/.h for TFLite Micro
     $ reszoo export model.keras --prune 0.5 --prune-structure 2:4 --qat --data digits --finetune-epochs 2
 """
@@ -79,6 +80,8 @@ def resolve_model(model):
               "output, uint8 pixel input).")
 @click.option("--raw-input", is_flag=True, help="Bake the preprocessing into the graph: tflite/onnx/saved_model "
               "artifacts take uint8 NHWC pixels at the model's input size (.keras stays float).")
+@click.option("--calibration", default=None, metavar="METHOD", help="How int8/int16x8 activation ranges are "
+              "calibrated: minmax, percentile, entropy or mse [minmax] (README 'Calibration methods').")
 @click.option("--dynamic-batch", is_flag=True, help="Dynamic batch dimension instead of static batch 1.")
 @click.option("--output", "output_dir", default=None, help="Output dir [exports/<model-name>].")
 @click.option("--force", is_flag=True, help="Replace an existing output dir.")
@@ -99,8 +102,8 @@ def resolve_model(model):
               "float until its gate passes [on; off for --target edgetpu/micro, which must stay fully int8].")
 @click.option("--latency-runs", type=click.IntRange(0), default=30, show_default=True)
 def export_command(model, formats, precisions, all_formats, data, calibration_samples, verify_samples, int8_io,
-                   raw_input, dynamic_batch, output_dir, force, prune, prune_structure, qat, cluster, finetune_epochs, target,
-                   max_size, threads, gates, equalize, fallback, latency_runs):
+                   raw_input, calibration, dynamic_batch, output_dir, force, prune, prune_structure, qat, cluster,
+                   finetune_epochs, target, max_size, threads, gates, equalize, fallback, latency_runs):
     """Export MODEL to edge formats and verify each artifact's parity in its own runtime."""
     from rich.console import Console
 
@@ -114,7 +117,7 @@ def export_command(model, formats, precisions, all_formats, data, calibration_sa
         optimizations={"prune": prune, "prune_structure": prune_structure, "qat": qat, "cluster": cluster,
                        "finetune_epochs": finetune_epochs},
         threads=threads, verify_samples=verify_samples, latency_runs=latency_runs, raw_input=raw_input,
-        equalize=equalize, fallback=fallback)
+        calibration=calibration, equalize=equalize, fallback=fallback)
     precheck_data(data)
     if output_dir:  # before TensorFlow loads; export_model checks again (also the default exports/<name>)
         check_output_target(output_dir, force, {"the input model": model or default_model_path(),

@@ -1,0 +1,144 @@
+"""TFLite full-integer conversion with activation ranges chosen by a calibration method (`export.calibration`).
+
+TFLite's converter only calibrates min/max. For any other method the conversion runs in the converter's own
+two steps, with the ranges replaced in between:
+
+1. calibrate: the configured converter with `_experimental_calibrate_only` returns the float flatbuffer in
+   which its calibrator recorded each activation tensor's min/max (`tensor.quantization.min/max`);
+2. histograms: that flatbuffer runs in LiteRT (`experimental_preserve_all_tensors`) on the same calibration
+   samples; every recorded tensor's values go into `export.calibration.Histograms`;
+3. the method's ranges replace the recorded min/max (`with_ranges`), and the edited flatbuffer is quantized by
+   the quantizer the converter itself would call (`REQUANTIZE`): int8 by `mlir_quantize` (as `lite.py` and
+   `tf.lite.experimental.QuantizationDebugger` do), int16x8 by the calibration wrapper's `QuantizeModel`
+   without new samples, which reads the ranges in the file (`lite.py` sends 16-bit activations there).
+
+With the recorded ranges left as they are, steps 1 + 3 give the converter's own scales and zero points on every
+tensor (tested), so a file's scales differ from minmax only by the method's ranges.
+
+Example:
+    >>> flatbuffer = convert(converter, "int8", "percentile")  # a configured TFLiteConverter  # doctest: +SKIP
+"""
+import warnings
+
+import numpy as np
+
+from export import calibration as methods
+
+SUBGRAPH = 0  # the main graph; tensors of other subgraphs (control flow) keep their recorded ranges
+
+
+def recorded_ranges(flatbuffer):
+    """{tensor index: (min, max)} the calibrator recorded in the main subgraph of a calibrated flatbuffer."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
+    recorded = {}
+    for index, tensor in enumerate(model.subgraphs[SUBGRAPH].tensors):
+        quantization = tensor.quantization
+        if quantization is not None and quantization.min is not None and len(quantization.min) == 1:
+            recorded[index] = (float(quantization.min[0]), float(quantization.max[0]))
+    return recorded
+
+
+def with_ranges(flatbuffer, ranges):
+    """The flatbuffer with each {tensor index: (min, max)} written as that tensor's recorded range."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
+    tensors = model.subgraphs[SUBGRAPH].tensors
+    for index, (lo, hi) in ranges.items():
+        tensors[index].quantization.min = np.array([lo], dtype=np.float32)
+        tensors[index].quantization.max = np.array([hi], dtype=np.float32)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def activation_batches(flatbuffer, sample_inputs, indices):
+    """Per calibration sample, {tensor index: values} of `indices`, running the float flatbuffer in LiteRT."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    with warnings.catch_warnings():  # "intended for debugging purposes only": here it is the point
+        warnings.simplefilter("ignore", UserWarning)
+        interpreter = Interpreter(model_content=bytes(flatbuffer), experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    inputs = [detail["index"] for detail in interpreter.get_input_details()]
+    for sample in sample_inputs():
+        for index, value in zip(inputs, sample):
+            value = np.asarray(value)
+            if tuple(interpreter.get_tensor(index).shape) != value.shape:
+                interpreter.resize_tensor_input(index, value.shape)
+                interpreter.allocate_tensors()
+            interpreter.set_tensor(index, value)
+        interpreter.invoke()
+        yield {index: interpreter.get_tensor(index) for index in indices}
+
+
+def _mlir_int8(flatbuffer, input_type, output_type, allow_float, float_nodes=()):
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    return mlir_quantize(flatbuffer, input_data_type=input_type, output_data_type=output_type,
+                         denylisted_nodes=list(float_nodes) or None)
+
+
+def _wrapper_int16(flatbuffer, input_type, output_type, allow_float, float_nodes=()):
+    if float_nodes:
+        raise ValueError("float nodes (selective fallback) apply to int8 only")
+    from tensorflow.lite.python.optimize.calibrator import _calibration_wrapper
+
+    wrapper = _calibration_wrapper.CalibrationWrapper(flatbuffer, [], [])
+    number = lambda dtype: np.dtype(dtype.as_numpy_dtype).num  # noqa: E731
+    return wrapper.QuantizeModel(number(input_type), number(output_type), allow_float, np.dtype("int16").num,
+                                 np.dtype("int64").num, False, False)
+
+
+REQUANTIZE = {"int8": _mlir_int8, "int16x8": _wrapper_int16}  # as lite.py: int8 -> MLIR, int16 -> the wrapper
+
+
+def _sample_inputs(converter):
+    dataset = converter.representative_dataset
+    return getattr(dataset, "input_gen", dataset)  # lite.py wraps it in a RepresentativeDataset once used
+
+
+def calibrated(converter):
+    """(float flatbuffer with recorded min/max, input type, output type, allow_float) of a configured converter."""
+    import tensorflow as tf
+
+    input_type, output_type = converter.inference_input_type, converter.inference_output_type
+    supported = set(converter.target_spec.supported_ops)
+    allow_float = bool(supported & {tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS})
+    converter.inference_input_type = converter.inference_output_type = tf.float32  # types apply at quantization
+    converter._experimental_calibrate_only = True
+    return converter.convert(), input_type or tf.float32, output_type or tf.float32, allow_float
+
+
+def graph_io(flatbuffer):
+    """Tensor indices of the main subgraph's inputs and outputs."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    subgraph = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer)).subgraphs[SUBGRAPH]
+    return {int(index) for index in [*subgraph.inputs, *subgraph.outputs]}
+
+
+def method_ranges(flatbuffer, sample_inputs, method, scheme):
+    """{tensor index: (lo, hi)} of `method` for every tensor the calibrator recorded in `flatbuffer` (the graph's
+    inputs and outputs keep their recorded range, `export.calibration.ranges`)."""
+    recorded = recorded_ranges(flatbuffer)
+    histograms = methods.collect(recorded, activation_batches(flatbuffer, sample_inputs, list(recorded)))
+    return methods.ranges(method, histograms, scheme, kept=graph_io(flatbuffer))
+
+
+def convert(converter, precision, method=methods.DEFAULT_METHOD, float_nodes=()):
+    """The flatbuffer of a configured `converter` at `precision`, activation ranges by calibration `method`,
+    the int8 ops whose output tensors `float_nodes` names kept in float (the quantizer's denylisted nodes).
+
+    Uncalibrated precisions and `minmax` (the converter's own calibration) without float nodes are
+    `converter.convert()` as it is.
+    """
+    native = methods.METHODS[methods.check_method(method)].native
+    if precision not in REQUANTIZE or (native and not float_nodes):
+        return converter.convert()
+    sample_inputs = _sample_inputs(converter)
+    flatbuffer, input_type, output_type, allow_float = calibrated(converter)
+    if not native:
+        ranges = method_ranges(flatbuffer, sample_inputs, method, methods.SCHEMES[("tflite", precision)])
+        flatbuffer = with_ranges(flatbuffer, ranges)
+    return REQUANTIZE[precision](flatbuffer, input_type, output_type, allow_float, float_nodes)
