@@ -426,8 +426,6 @@ def _layer_report(run, row, context, path):
     if row.precision not in QUANTIZED or context.qat or context.raw_input is not None:
         return None
     float_path = _float_file(row.format, context)
-    if float_path is None:
-        return None
     layer_names = [layer.name for layer in context.model.layers] if context.model is not None else None
     with run.steps.step(f"quantization report {os.path.basename(path)}"):
         report = layer_report(float_path, _as_tflite(row, path, context), _REPORT_FORMATS[row.format],
@@ -450,19 +448,10 @@ def _as_tflite(row, path, context):
 
 
 def _float_file(format_name, context):
-    """The fp32 file of the traced graph in `format_name`'s family, converted once into the work dir."""
+    """The fp32 file of the traced graph in `format_name`'s family (written once per run)."""
     from export.converters import onnx as onnx_converter, tflite
 
-    if _REPORT_FORMATS.get(format_name) == "onnx":
-        return onnx_converter.float_graph(context)
-    if _REPORT_FORMATS.get(format_name) == "tflite":
-        if "tflite_fp32_file" not in context.cache:
-            from export.core.files import write_bytes
-
-            context.cache["tflite_fp32_file"] = write_bytes(os.path.join(context.work_dir, "model_fp32.tflite"),
-                                                            tflite.convert(context.saved_model_dir, "fp32"))
-        return context.cache["tflite_fp32_file"]
-    return None
+    return {"onnx": onnx_converter.float_graph, "tflite": tflite.float_file}[_REPORT_FORMATS[format_name]](context)
 
 
 def _write_quant_report(run, reports):

@@ -11,6 +11,8 @@ Example:
     >>> flatbuffer = convert("exports/_work/saved_model", "int8", calibration=x_train[:300])  # doctest: +SKIP
     >>> write(context, "int8", "out/model_int8.tflite")  # the export.formats contract  # doctest: +SKIP
 """
+import os
+
 import numpy as np
 
 from export.calibration import DEFAULT_METHOD
@@ -59,6 +61,7 @@ def _int16x8(converter, tf, calibration, int8_io):
     return converter
 
 
+FP32_FILE_CACHE_KEY = "tflite_fp32_file"  # ConvertContext.cache key of the fp32 .tflite file
 INT8_IO_CACHE_KEY = "tflite_int8_int8_io"  # ConvertContext.cache key of the int8 flatbuffer with int8 I/O
 SETTINGS = {"fp32": _fp32, "fp16": _fp16, "dynamic": _dynamic, "int8": _int8, "int16x8": _int16x8}
 
@@ -93,7 +96,18 @@ def write(context, precision, path):
         return tflite_raw.write(context, precision, path)
     flatbuffer = convert(context.saved_model_dir, precision, context.calibration, context.int8_io,
                          context.calibration_method, context.float_nodes)
-    if precision == "int8" and context.int8_io:  # the micro row embeds the same bytes (export.converters.micro)
+    if precision == "int8" and context.int8_io and not context.float_nodes:  # the micro row embeds these bytes
         context.cache[INT8_IO_CACHE_KEY] = flatbuffer
     write_bytes(path, flatbuffer)
+    if precision == "fp32":  # the quantization report's float reference (export.pipeline)
+        context.cache[FP32_FILE_CACHE_KEY] = path
     return path
+
+
+def float_file(context):
+    """The fp32 flatbuffer of the context's SavedModel as a file: the fp32 artifact when the run wrote one,
+    else converted once into the work dir."""
+    if FP32_FILE_CACHE_KEY not in context.cache:
+        path = os.path.join(context.work_dir, "model_fp32.tflite")
+        context.cache[FP32_FILE_CACHE_KEY] = write_bytes(path, convert(context.saved_model_dir, "fp32"))
+    return context.cache[FP32_FILE_CACHE_KEY]
