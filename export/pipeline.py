@@ -394,7 +394,7 @@ def _quantization_facts(run, row, context, path, parity, quantization, reference
 
     if not parity["passed"] and quantization["fallback"]["enabled"] and applies(row, run.request.target,
                                                                                  context.qat):
-        facts["fallback"] = _fall_back(run, row, context, path, report, reference, card)
+        facts["fallback"] = report["fallback"] = _fall_back(run, row, context, path, report, reference, card)
     return facts
 
 

@@ -53,7 +53,16 @@ def artifact_markdown(report):
              f"SQNR {_number(output['sqnr_db'], '.1f')} dB, relative error {_number(output['rel_err'], '.2e')}.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_cells(i + 1, row)) + " |" for i, row in enumerate(report["rows"])]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _fallback_lines(report.get("fallback"))) + "\n"
+
+
+def _fallback_lines(fallback):
+    """What the selective float fallback did for this artifact (rows above are of the plain int8 file)."""
+    if not fallback:
+        return []
+    outcome = (f"passed its gate with {', '.join(fallback['float_layers'])} in float" if fallback["passed"]
+               else f"did not pass in {fallback['attempts']} tries; the plain int8 file was kept")
+    return ["", f"Float fallback: {outcome} (the rows above are the plain int8 file's)."]
 
 
 def markdown(document):

@@ -72,6 +72,9 @@ def test_fallback_alone_rescues_it_with_the_rescaled_layers_in_float(rescaled, t
         fallback = artifact["quantization"]["fallback"]
         assert fallback["passed"] and set(fallback["float_layers"]) <= {layer_of(c) for c in consumers}
     assert "float layers: " in (tmp_path / "fallback" / "report.md").read_text()
+    assert "Float fallback: passed its gate with " in (tmp_path / "fallback" / "quant_report.md").read_text()
+    document = json.loads((tmp_path / "fallback" / "quant_report.json").read_text())
+    assert all(report["fallback"]["passed"] for report in document["artifacts"])
 
 
 def test_edgetpu_stays_fully_int8_through_equalization(rescaled, tmp_path):
