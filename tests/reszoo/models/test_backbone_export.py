@@ -6,6 +6,8 @@ the defaults (fp32: the reference's own float noise; int8 feature maps: SQNR, ex
 """
 import pytest
 
+from export.core.errors import UserError
+
 import reszoo
 from tests.reszoo.models.test_equalize_families import DEFAULT, with_trained_like_statistics
 from tests.reszoo.models.test_families import TINY
@@ -19,8 +21,19 @@ def backbone(name):
     return with_trained_like_statistics(model)
 
 
-@pytest.mark.parametrize("name", [name if name in DEFAULT_EXPORTED else pytest.param(name, marks=pytest.mark.slow)
-                                  for name in sorted(DEFAULT)])
+# LiteRT 2.x's XNNPACK delegate refuses to prepare the int8 seresnet50 backbone ("failed to create XNNPACK
+# runtime"); the same file runs with the builtin kernels, and the int8 classifier loads. Strict: it flips when fixed.
+XNNPACK_REFUSES = {"seresnet50": "LiteRT XNNPACK cannot prepare the int8 SE backbone (builtin kernels run it)"}
+
+
+def case(name):
+    marks = [] if name in DEFAULT_EXPORTED else [pytest.mark.slow]
+    if name in XNNPACK_REFUSES:
+        marks.append(pytest.mark.xfail(strict=True, raises=UserError, reason=XNNPACK_REFUSES[name]))
+    return pytest.param(name, marks=marks)
+
+
+@pytest.mark.parametrize("name", [case(name) for name in sorted(DEFAULT)])
 def test_every_stage_passes_parity_after_export(name, tmp_path):
     from export.pipeline import export_model
 

@@ -25,7 +25,8 @@ def with_trained_like_statistics(model, seed=0):
     for layer in model.layers:
         if type(layer).__name__ == "BatchNormalization":
             shape = np.asarray(layer.moving_variance).shape
-            weights = {"gamma": rng.uniform(-2, 2, shape), "beta": rng.normal(0, 0.5, shape),
+            zero_init = np.asarray(layer.gamma) == 0 if layer.gamma is not None else False  # zero-init stays 0
+            weights = {"gamma": np.where(zero_init, 0.0, rng.uniform(-2, 2, shape)), "beta": rng.normal(0, 0.5, shape),
                        "moving_mean": rng.normal(0, 0.5, shape), "moving_variance": rng.uniform(0.5, 2, shape)}
             for name, values in weights.items():
                 if getattr(layer, name, None) is not None:
