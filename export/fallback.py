@@ -36,10 +36,10 @@ def float_nodes_for(tensors, ops, node_of_tensor):
     `ops`: [(node name, input tensor names, output tensor names, op type)]; `node_of_tensor`: {row tensor: node}.
     """
     producer = {tensor: op for op in ops for tensor in op[2]}
+    by_name = {op[0]: op for op in ops}
     chosen = []
     for tensor in tensors:
-        name = node_of_tensor.get(tensor)
-        op = next((o for o in ops if o[0] == name), None)
+        op = by_name.get(node_of_tensor.get(tensor))
         if op is None:
             continue
         chosen.append(op[0])

@@ -346,8 +346,8 @@ def _convert_and_verify(run, row, context, reference, common, quantization):
     with run.steps.step(f"verify {file}"):
         runner, parity = _verified(run, row, path, reference)
     facts = _quantization_facts(run, row, context, path, parity, quantization, reference, card)
-    if facts.get("fallback"):
-        runner, parity = _verified(run, row, path, reference)  # the artifact kept on disk (see _fall_back)
+    if facts.get("fallback", {}).get("passed"):  # the fallback file replaced the plain one (see _fall_back)
+        runner, parity = _verified(run, row, path, reference)
     entry = artifact_entry(run.root, file, row.format, row.precision, runner.inputs, runner.outputs, parity)
     if facts:
         entry["quantization"] = facts
@@ -385,12 +385,11 @@ def _quantization_facts(run, row, context, path, parity, quantization, reference
     if report is None:
         return {}
     quantization["reports"].append(report)
-    from export.quantreport import worst_layers
-
-    worst = [r for r in report["rows"] if r["layer"] in worst_layers(report)]
-    facts = {"output_sqnr_db": report["output"]["sqnr_db"],
-             "worst_layers": [{"layer": r["layer"], "sqnr_db": r["sqnr_db"]} for r in worst][:3]}
     from export.fallback import applies
+    from export.quantreport import worst_rows
+
+    facts = {"output_sqnr_db": report["output"]["sqnr_db"],
+             "worst_layers": [{"layer": r["layer"], "sqnr_db": r["sqnr_db"]} for r in worst_rows(report)]}
 
     if not parity["passed"] and quantization["fallback"]["enabled"] and applies(row, run.request.target,
                                                                                  context.qat):

@@ -85,7 +85,7 @@ def _chain_from(producer, members, outputs):
 
 def _last_axis(norm):
     axis = norm.axis if isinstance(norm.axis, (list, tuple)) else [norm.axis]
-    return list(axis) in ([-1], [3], [1]) and len(axis) == 1 and axis[0] in (-1, len(norm.input.shape) - 1)
+    return len(axis) == 1 and axis[0] in (-1, len(norm.input.shape) - 1)
 
 
 def _is_homogeneous_fused(layer):

@@ -103,6 +103,20 @@ def layer_report(float_path, quantized_path, format, samples, layer_names=None, 
             "rows": rows}
 
 
+def worst_rows(report, n=3):
+    """The first row of each of the `n` worst layers (rows are worst own SQNR first), each layer once.
+
+    Example:
+        >>> [r["sqnr_db"] for r in worst_rows({"rows": [{"layer": "a", "sqnr_db": 1}, {"layer": "a", "sqnr_db": 2},
+        ...                                              {"layer": "b", "sqnr_db": 3}]})]
+        [1, 3]
+    """
+    rows = {}
+    for row in report["rows"]:
+        rows.setdefault(row["layer"], row)
+    return list(rows.values())[:n]
+
+
 def worst_layers(report, n=3):
     """The layer names of the first `n` rows (the worst own SQNR first), each name once.
 
@@ -110,11 +124,7 @@ def worst_layers(report, n=3):
         >>> worst_layers({"rows": [{"layer": "a"}, {"layer": "b"}, {"layer": "a"}, {"layer": "c"}]}, n=2)
         ['a', 'b']
     """
-    names = []
-    for row in report["rows"]:
-        if row["layer"] not in names:
-            names.append(row["layer"])
-    return names[:n]
+    return [row["layer"] for row in worst_rows(report, n)]
 
 
 def worst_layers_line(report, n=3):
@@ -124,11 +134,8 @@ def worst_layers_line(report, n=3):
         >>> worst_layers_line({"rows": [{"layer": "conv2", "sqnr_db": -0.81}, {"layer": "fc", "sqnr_db": 30.2}]})
         'worst layers (SQNR alone): conv2 -0.8 dB, fc 30.2 dB'
     """
-    shown = []
-    for name in worst_layers(report, n):
-        row = next(r for r in report["rows"] if r["layer"] == name)
-        shown.append(f"{name} {_db(row['sqnr_db'])}")
-    return "worst layers (SQNR alone): " + ", ".join(shown)
+    return "worst layers (SQNR alone): " + ", ".join(f"{row['layer']} {_db(row['sqnr_db'])}"
+                                                     for row in worst_rows(report, n))
 
 
 def _db(value):
