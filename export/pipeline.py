@@ -201,13 +201,15 @@ def export_model(model_or_path, request=None, *positional, show_progress=True, n
     Example:
         >>> export_model(model, formats=["tflite"], data="digits", output_dir="exports/m")  # doctest: +SKIP
     """
-    from export.report import Steps
+    from export.report import Steps, peak_rss_mb
 
     request = _request(positional, request, options)
     run = _prepare_run(model_or_path, request, notify)
     with staged_dir(run.output_dir, request.force, _inputs(run.source, request.data)) as root:
         with Steps(total=2 * len(run.variants) + 3, enabled=show_progress) as steps:
             run.root, run.steps = root, steps  # swapped in atomically on success
+            steps.seconds["load model and data"] = time.perf_counter() - run.started
+            steps.peaks["load model and data"] = peak_rss_mb()
             result = _export_into(run)
     result.output_dir = run.output_dir
     return result
@@ -479,7 +481,8 @@ def _write_results(run, artifacts, target_checks, reference_facts, optimization_
                 "quantization": quantization, "target_checks": target_checks}
     write_json(os.path.join(run.root, MANIFEST_FILE), manifest)
     report = build_report(manifest, reference_facts, passed, time.perf_counter() - run.started,
-                          notes=[f"output dir: {run.output_dir}"])
+                          notes=[f"output dir: {run.output_dir}"], step_seconds=run.steps.seconds,
+                          step_peaks=run.steps.peaks)
     write_reports(run.root, report)
     return ExportResult(run.output_dir, artifacts, report, manifest, passed)
 

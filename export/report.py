@@ -12,6 +12,8 @@ Example:
 """
 import contextlib
 import os
+import sys
+import time
 
 from export.manifest import write_json
 
@@ -113,16 +115,32 @@ def output_rows(artifacts):
     return rows
 
 
-def build_report(manifest, reference, passed, wall_time_s, notes=()):
-    """The report.json document: artifacts with parity, reference facts, optimizations, target checks, and the
-    CPU the latencies were measured on (`export.core.cpu.cpu_facts`: model, machine, int8 ISA flags)."""
+def build_report(manifest, reference, passed, wall_time_s, notes=(), step_seconds=None,
+                 step_peaks=None):
+    """The report.json document: artifacts with parity, reference facts, optimizations, target checks, the
+    CPU the latencies were measured on (`export.core.cpu.cpu_facts`: model, machine, int8 ISA flags) and the
+    profile of the run (`step_seconds`: wall seconds per step; `step_peaks`: the process's peak resident memory
+    when each step ended, so the step that raised it shows; the peak of the whole run)."""
     from export.core.cpu import cpu_facts
 
-    return {"passed": passed, "wall_time_s": round(wall_time_s, 2), "reference": reference, "machine": cpu_facts(),
+    profile = {"step_seconds": {step: round(s, 2) for step, s in (step_seconds or {}).items()},
+               "step_peak_rss_mb": dict(step_peaks or {}), "peak_rss_mb": peak_rss_mb()}
+    return {"passed": passed, "wall_time_s": round(wall_time_s, 2), "profile": profile, "reference": reference,
+            "machine": cpu_facts(),
             "artifacts": manifest["artifacts"], "optimizations": manifest.get("optimizations") or {},
             "target_checks": manifest.get("target_checks") or {}, "data": manifest.get("data"),
             "quantization": manifest.get("quantization") or {},
             "notes": list(notes)}
+
+
+def peak_rss_mb():
+    """This process's peak resident memory in MiB (None where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)  # bytes on macOS, KiB on Linux
 
 
 def _markdown(report):
@@ -144,8 +162,20 @@ def _markdown(report):
     if report["optimizations"]:
         lines += ["## Optimizations", "", "```json", _json(report["optimizations"]), "```", ""]
     lines += [f"- {note}" for note in report["notes"]]
-    lines += [f"", f"Total export wall time: {report['wall_time_s']:.1f} s"]
+    lines += ["", f"Total export wall time: {report['wall_time_s']:.1f} s", *_profile_lines(report.get("profile"))]
     return "\n".join(lines) + "\n"
+
+
+def _profile_lines(profile):
+    """report.md's profile: the slowest steps and the peak memory."""
+    if not profile:
+        return []
+    slowest = sorted(profile["step_seconds"].items(), key=lambda item: -item[1])[:PROFILE_STEPS]
+    steps = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in slowest)
+    return [f"Slowest steps: {steps or '—'}; peak resident memory {_number(profile['peak_rss_mb'], '.0f')} MiB."]
+
+
+PROFILE_STEPS = 5  # slowest steps listed in report.md
 
 
 def _quantization_lines(quantization, artifacts):
@@ -211,6 +241,8 @@ class Steps:
                             TimeElapsedColumn(), console=console, transient=False, disable=not enabled)
         self.task = self.bar.add_task("export", total=total)
         self.sub = None
+        self.seconds = {}  # step description -> wall seconds (summed when a description repeats)
+        self.peaks = {}  # step description -> the process's peak RSS (MiB) when the step ended
 
     def __enter__(self):
         self.bar.__enter__()
@@ -237,5 +269,8 @@ class Steps:
     def step(self, description):
         """Context manager: start `description`, count it done on exit."""
         self.start(description)
+        started = time.perf_counter()
         yield
+        self.seconds[description] = self.seconds.get(description, 0.0) + time.perf_counter() - started
+        self.peaks[description] = peak_rss_mb()
         self.done()

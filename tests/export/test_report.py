@@ -75,7 +75,20 @@ def test_write_reports_markdown(tmp_path):
     fenced = text.split("```json\n", 1)[1].split("```", 1)[0]
     assert json.loads(fenced) == {"prune": {"sparsity": 0.5}}
     assert "- int8 I/O" in lines
-    assert lines[-1] == "Total export wall time: 12.3 s"
+    assert lines[-2] == "Total export wall time: 12.3 s"
+    assert lines[-1].startswith("Slowest steps: —; peak resident memory ")
+
+
+def test_report_profile_names_the_slowest_steps_and_peak_memory(tmp_path):
+    """report.json keeps every step's seconds and the peak RSS; report.md lists the slowest steps first."""
+    seconds = {"trace SavedModel": 2.0, "convert tflite int8": 9.5, "verify m_int8.tflite": 0.25}
+    report = build_report(MANIFEST, REFERENCE, passed=True, wall_time_s=12.0, step_seconds=seconds)
+    assert report["profile"]["step_seconds"] == seconds
+    assert report["profile"]["peak_rss_mb"] > 10  # this test process holds numpy and more
+    write_reports(tmp_path, report)
+    last = (tmp_path / REPORT_MD).read_text().splitlines()[-1]
+    assert last.startswith("Slowest steps: convert tflite int8 9.5 s, trace SavedModel 2.0 s, verify m_int8.tflite "
+                           "0.2 s; peak resident memory ")
 
 
 def test_write_reports_markdown_passed_without_extras(tmp_path):
