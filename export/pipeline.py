@@ -116,12 +116,13 @@ def _spec_and_labels(source, notify):
 
 
 def _load_data(request, source, spec, notify):
-    from export.data.splits import first, prepare, split_for_spec
+    from export.data.splits import first, native_load_size, prepare, split_for_spec
 
     chosen = request.data or (source.metadata.get("data") or {}).get("source") or "digits"
     if request.data is None:
         notify(f"note: no --data given; calibrating and verifying on {chosen!r}")
-    train, held_out = split_for_spec(chosen, spec, class_names=source.metadata.get("labels"))
+    train, held_out = split_for_spec(chosen, spec, class_names=source.metadata.get("labels"),
+                                     load_size=native_load_size(chosen, spec))
     if len(train.x) == 0 or len(held_out.x) == 0:
         raise UserError(f"data {chosen!r} is too small to split into calibration and verification parts")
     order = np.random.default_rng(0).permutation(len(train.x))

@@ -308,13 +308,14 @@ def verification_split(manifest, data=None, samples=None):
 
 def verification_images(manifest, data=None, samples=None):
     """(held-out LabeledImages, source) the manifest's preprocessing expects (at most `samples` of them)."""
-    from export.data.splits import first, split_for_spec
+    from export.data.splits import first, native_load_size, split_for_spec
 
     spec = manifest["preprocessing"]
     source = data or (manifest.get("data") or {}).get("source")
     if not source:
         raise UserError("no verification data: pass --data (digits, a class-folder dir, or an .npz)")
-    _, held_out = split_for_spec(source, spec, class_names=manifest.get("labels"))
+    _, held_out = split_for_spec(source, spec, class_names=manifest.get("labels"),
+                                 load_size=native_load_size(source, spec))
     return first(held_out, samples), source
 
 

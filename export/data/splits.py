@@ -14,6 +14,19 @@ from export.data.preprocess import center_crop, normalize, scale_size, to_pixels
 from export.data.sources import LabeledImages, load, resize, split
 
 
+NATIVE_SIZES = {"digits": (8, 8)}  # sources loaded small at their own size; `prepare` resizes only what is used
+
+
+def native_load_size(source, spec):
+    """The size to load `source` at so that only the images used get resized to the model's (`prepare`): its
+    native size for NATIVE_SIZES sources without a crop (the same single resize either way), else None.
+
+    Example: native_load_size("digits", make_spec((224, 224))) -> (8, 8): the 1,797 digits at 224 x 224 would
+    hold 1.1 GB of float pixels; an export uses the 300 calibration and 360 held-out images of them.
+    """
+    return None if spec.get("crop_pct") or not isinstance(source, str) else NATIVE_SIZES.get(source)
+
+
 def split_for_spec(source, spec, class_names=None, load_size=None):
     """(train, held_out) of `source` at the spec's channels, loaded at `load_size` (default: the spec's size).
 

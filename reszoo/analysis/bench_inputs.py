@@ -14,8 +14,6 @@ from export.core.errors import UserError
 from export.manifest import MANIFEST_FILE, integrity_problems, sha256_of
 from export.manifest import artifact_path as confined_path
 
-NATIVE_SIZES = {"digits": (8, 8)}  # load these small at their own size, resize only the images evaluated
-
 
 class IntegrityError(Exception):
     """The export dir is not what its manifest says (`.problems`: one line each); the CLI exits 1."""
@@ -96,7 +94,7 @@ def eval_split(manifest, data, samples):
         'digits, held-out split (40 images, 32x32)'
     """
     from export.data.preprocess import check_spec
-    from export.data.splits import first, prepare, split_for_spec
+    from export.data.splits import first, native_load_size, prepare, split_for_spec
 
     try:
         spec = check_spec(manifest.get("preprocessing") or {})
@@ -104,7 +102,8 @@ def eval_split(manifest, data, samples):
         raise UserError(f"{MANIFEST_FILE}: {error}") from None
     source = data or (manifest.get("data") or {}).get("source") or "digits"
     size = tuple(spec["input_size"])
-    _, held_out = split_for_spec(source, spec, class_names=manifest.get("labels"), load_size=NATIVE_SIZES.get(source))
+    _, held_out = split_for_spec(source, spec, class_names=manifest.get("labels"),
+                                 load_size=native_load_size(source, spec))
     picked = first(held_out, samples)
     description = f"{source}, held-out split ({len(picked.x)} images, {size[0]}x{size[1]})"
     return prepare(picked, spec), picked.y, description
