@@ -7,6 +7,9 @@ choice builds), `convert` (calls the row's converter), `export.verify.DEFAULT_GA
 Every converter module exposes one contract, `write(context, precision, path)`, with `context` an
 `export.converters.ConvertContext`.
 
+`slow_kernels` marks a row whose runtime runs it with slow CPU kernels (why, in words);
+`export.slow_kernels` carries it into the manifest entry with the latency ratio to the fp32 file of the format.
+
 Gates (keys are checked by `export.verify`): `min_agreement` (top-1 agreement with the reference),
 `max_accuracy_drop` (points), `noise_multiple` + `noise_floor` (fp32: max logit error <= max(multiple x the
 reference's own float noise, floor), both relative to the reference's output range), `max_rel_err` (an explicit
@@ -39,6 +42,7 @@ class Variant:
     converter: str  # module exposing write(context, precision, path)
     calibrated: bool = False  # needs representative (calibration) samples
     gate: dict = dataclasses.field(default_factory=dict, hash=False, compare=False)
+    slow_kernels: str = ""  # why this row runs slower than its fp32 sibling on CPU ("" = it does not)
 
     @property
     def fmt(self):
@@ -58,11 +62,14 @@ VARIANTS = (
     Variant("tflite",      "fp16",    "export.converters.tflite",          False,      FP16_GATE),
     Variant("tflite",      "dynamic", "export.converters.tflite",          False,      INTEGER_GATE),
     Variant("tflite",      "int8",    "export.converters.tflite",          True,       INTEGER_GATE),
-    Variant("tflite",      "int16x8", "export.converters.tflite",          True,       INTEGER_GATE),
+    Variant("tflite",      "int16x8", "export.converters.tflite",          True,       INTEGER_GATE,
+            slow_kernels="int16x8 runs TFLite's reference kernels on CPU (resnet20: 23 ms vs int8 0.27 ms)"),
     Variant("micro",       "int8",    "export.converters.micro",           True,       INTEGER_GATE),
     Variant("onnx",        "fp32",    "export.converters.onnx",            False,      FP32_GATE),
     Variant("onnx",        "int8",    "export.converters.onnx",            True,       INTEGER_GATE),
-    Variant("onnx",        "dynamic", "export.converters.onnx",            False,      INTEGER_GATE),
+    Variant("onnx",        "dynamic", "export.converters.onnx",            False,      INTEGER_GATE,
+            slow_kernels="onnxruntime's dynamic ConvInteger quantizes every activation per call and runs "
+                         "im2col + MatMulInteger (shipped default: 2x fp32 latency)"),
 )
 
 

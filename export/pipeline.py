@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from export import formats as format_table
-from export import raw_input
+from export import raw_input, slow_kernels
 from export.core.files import check_output_target, remove_created, staged_dir
 from export.core.errors import UserError
 from export.request import ExportRequest
@@ -142,8 +142,12 @@ def _reference_runner(source, model):
     return KerasRunner.from_model(model) if model is not None else SavedModelRunner(source.saved_model_dir)
 
 
-def _onnx_card(precision, common):
+def _onnx_card(precision, common, onnx_target=None):
+    from export.onnx_targets import artifact_facts
+
+    target = artifact_facts(onnx_target, precision) if onnx_target else None
     return {"reszoo_manifest": {"format": "onnx", "precision": precision, **common,
+                                **({"onnx_target": target} if target else {}),
                                 "note": "sha256 of this file is in the export dir's manifest.json"}}
 
 
@@ -227,8 +231,18 @@ def _prepare_run(model_or_path, request, notify):
     data = _load_data(request, source, spec, notify)
     reference_model = None if request.optimizing else source.model
     variants, reference_entry = _ensure_reference_variant(request.variants, source, reference_model, notify)
+    _note_onnx_target(request, notify)
     return Run(request, source, data, labels or data["train"].class_names, variants, reference_entry,
                output_dir, notify, started)
+
+
+def _note_onnx_target(request, notify):
+    """One note when an ONNX int8 file is written for a CPU this host cannot stand in for (export.onnx_targets)."""
+    from export.onnx_targets import host_note
+
+    note = host_note(request.onnx_target) if ("onnx", "int8") in request.pairs else None
+    if note:
+        notify(note)
 
 
 def _export_into(run):
@@ -248,10 +262,11 @@ def _export_into(run):
     context = ConvertContext(baked.saved_model_dir if baked else saved_model_dir, work, model,
                              run.data["x_calibration"], run.request.int8_io,
                              bool(run.request.optimizations.get("qat")), _keras_metadata(run), raw_input=baked,
-                             calibration_method=run.request.calibration)
+                             calibration_method=run.request.calibration, onnx_target=run.request.onnx_target)
     common = _common_facts(run)
     quantization = {"equalization": equalization, "fallback": _fallback_policy(run), "reports": []}
     artifacts = [_convert_and_verify(run, row, context, reference, common, quantization) for row in run.variants]
+    slow_kernels.annotate(artifacts)
     target_checks = _target_checks(run.root, artifacts, run.request.target, run.request.max_size)
     _write_quant_report(run, quantization.pop("reports"))
     remove_created(work)
@@ -343,7 +358,7 @@ def _convert_and_verify(run, row, context, reference, common, quantization):
     file = row.file_name(run.source.name)
     path = os.path.join(run.root, file)
     contract = {"input": raw_input.input_contract(row.format, run.data["spec"])} if run.request.raw_input else {}
-    card = _onnx_card(row.precision, {**common, **contract}) if row.format == "onnx" else None
+    card = _onnx_card(row.precision, {**common, **contract}, run.request.onnx_target) if row.format == "onnx" else None
     with run.steps.step(f"convert {row.format} {row.precision}"):
         _convert(row, context, path, card)
     with run.steps.step(f"verify {file}"):
@@ -354,6 +369,8 @@ def _convert_and_verify(run, row, context, reference, common, quantization):
     entry = artifact_entry(run.root, file, row.format, row.precision, runner.inputs, runner.outputs, parity)
     if facts:
         entry["quantization"] = facts
+    if card and card["reszoo_manifest"].get("onnx_target"):
+        entry["onnx_target"] = card["reszoo_manifest"]["onnx_target"]
     if row.format == "micro":
         from export.converters.micro import manifest_facts
 
@@ -476,7 +493,7 @@ def _write_results(run, artifacts, target_checks, reference_facts, optimization_
                   "verification_samples": int(len(data["x_verify"]))}
     options = {"int8_io": request.int8_io, "dynamic_batch": request.dynamic_batch, "gates": request.gates,
                "target": request.target, "max_size": request.max_size, "raw_input": request.raw_input,
-               "calibration": request.calibration}
+               "calibration": request.calibration, "onnx_target": request.onnx_target}
     manifest = {"schema": SCHEMA_VERSION, "artifacts": artifacts, "reference": run.reference_entry, **common,
                 "data": data_facts, "options": options, "optimizations": optimization_report,
                 "quantization": quantization, "target_checks": target_checks}

@@ -63,8 +63,10 @@ def quantization_note(artifact):
 
 
 def _result_cell(artifact):
-    note = quantization_note(artifact)
-    return _result(artifact.get("parity") or {}) + (f" — {note}" if note else "")
+    from export.slow_kernels import note as slow_kernels_note
+
+    notes = [n for n in (quantization_note(artifact), slow_kernels_note(artifact)) if n]
+    return _result(artifact.get("parity") or {}) + "".join(f" — {n}" for n in notes)
 
 
 def has_several_outputs(artifacts):

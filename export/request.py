@@ -44,16 +44,18 @@ class ExportRequest:
     calibration: str = DEFAULT_METHOD  # how int8/int16x8 activation ranges are calibrated (export.calibration)
     equalize: bool = True  # cross-layer equalization before quantization (export.optimize.equalize)
     fallback: bool = True  # failing int8 rows keep their worst layers in float (export.fallback)
+    onnx_target: str | None = None  # ONNX int8 scheme's CPU (export.onnx_targets); build() resolves the host's
 
     @classmethod
     def build(cls, formats=None, precisions=None, all_formats=False, data=None, output_dir=None, force=False,
               int8_io=False, dynamic_batch=False, calibration_samples=300, gates=None, target=None, max_size=None,
               optimizations=None, threads=None, verify_samples=None, latency_runs=30, model_name=None,
-              raw_input=False, calibration=None, equalize=True, fallback=None):
+              raw_input=False, calibration=None, equalize=True, fallback=None, onnx_target=None):
         """Plan, merge gates and validate; UserError (one line) for anything impossible.
 
         `fallback` None: on, except for the full-int8 targets (edgetpu, micro), which refuse an explicit True."""
         from export.fallback import FULL_INT8_TARGETS
+        from export.onnx_targets import resolve_target
         from export.verify import merge_gates
 
         target = target or ("generic" if max_size else None)
@@ -65,7 +67,8 @@ class ExportRequest:
                       None if output_dir is None else os.fspath(output_dir), force, dict(optimizations or {}),
                       target, max_size, int8_io, dynamic_batch, calibration_samples, verify_samples, threads,
                       latency_runs, model_name, raw_input, DEFAULT_METHOD if calibration is None else calibration,
-                      bool(equalize), target not in FULL_INT8_TARGETS if fallback is None else bool(fallback))
+                      bool(equalize), target not in FULL_INT8_TARGETS if fallback is None else bool(fallback),
+                      onnx_target=resolve_target(onnx_target))
         for check in CHECKS:
             check(request)
         return request

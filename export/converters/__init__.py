@@ -28,4 +28,5 @@ class ConvertContext:
     raw_input: object = None  # export.raw_input.Baked in a --raw-input run (saved_model_dir is then its uint8 graph)
     float_nodes: tuple = ()  # int8 rows: op output (TFLite) / node (ONNX) names kept in float (export.fallback)
     calibration_method: str = DEFAULT_METHOD  # how int8/int16x8 activation ranges are chosen (export.calibration)
+    onnx_target: str | None = None  # ONNX int8 scheme (export.onnx_targets; None: this host's)
     cache: dict = dataclasses.field(default_factory=dict)  # intermediate files shared between precisions

@@ -180,20 +180,24 @@ def _input_name_and_batch(path):
     return graph_input.name, batch_dim.dim_value if batch_dim.HasField("dim_value") else 32
 
 
-def quantize_int8(fp32_path, path, calibration, method=DEFAULT_METHOD, float_nodes=()):
+QUANT_TYPES = {"uint8": "QUInt8", "int8": "QInt8"}  # export.onnx_targets type names -> onnxruntime QuantType
+
+
+def quantize_int8(fp32_path, path, calibration, method=DEFAULT_METHOD, float_nodes=(), target=None):
     """Static int8 QDQ quantization (per-channel weights) after `quant_pre_process`, calibrated on samples;
     nodes named in `float_nodes` stay float (selective fallback, `export.fallback`).
 
-    `method` (`export.calibration`): minmax is onnxruntime's MinMax calibration; the others quantize with the
-    ranges `export.converters.onnx_ranges` computes, passed as a calibration cache.
-
-    Activations and weights int8 (S8S8), chosen on accuracy. Measured on this AVX2 CPU (no VNNI), ResNet-50 at
-    224², batch 1, 2 threads, same run: fp32 46.3 ms, S8S8 63.9 ms, U8S8 45.1 ms, U8S8 + reduce_range 44.9 ms;
-    but on the tiny digits test model U8S8 gave 46 % top-1 agreement (AVX2 VPMADDUBSW saturation) and
-    U8S8 + reduce_range 95 %, both under the 98 % gate, while S8S8 passes.
+    `target` (`export.onnx_targets.TARGETS`, None: this host's) picks the activation/weight types and 7-bit
+    weights: U8S8 for VNNI x86, U8S8 with 7-bit weights for AVX2 x86 (cannot saturate), S8S8 for ARM; the
+    table gives each row's reason and measurements. `method` (`export.calibration`): minmax is onnxruntime's
+    MinMax calibration; the others quantize with the ranges `export.converters.onnx_ranges` computes, passed
+    as a calibration cache.
     """
     from onnxruntime import quantization as q
 
+    from export.onnx_targets import TARGETS, resolve_target
+
+    scheme = TARGETS[resolve_target(target)]
     input_name, batch = _input_name_and_batch(fp32_path)
     readers = lambda: _SampleReader(calibration, input_name, batch)  # noqa: E731
     with tempfile.TemporaryDirectory() as work:
@@ -203,7 +207,9 @@ def quantize_int8(fp32_path, path, calibration, method=DEFAULT_METHOD, float_nod
         if not METHODS[check_method(method)].native:
             cache = onnx_ranges.write_cache(prepared, readers, method, os.path.join(work, "ranges.json"), work)
         q.quantize_static(prepared, os.fspath(path), readers(), quant_format=q.QuantFormat.QDQ, per_channel=True,
-                          activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8,
+                          activation_type=getattr(q.QuantType, QUANT_TYPES[scheme.activations]),
+                          weight_type=getattr(q.QuantType, QUANT_TYPES[scheme.weights]),
+                          reduce_range=scheme.reduce_range, extra_options=dict(scheme.extra_options),
                           calibrate_method=q.CalibrationMethod.MinMax, calibration_cache_path=cache,
                           nodes_to_exclude=list(float_nodes))
     return path
@@ -232,6 +238,9 @@ def quantize_dynamic(fp32_path, path, float_convs=1):
       computed per call, and it caused every top-1 flip of the test model (98.9 % agreement, -1.1 points with
       it quantized; 100 % without). It holds a few thousand weights (ResNet-50: 9,408 of 25.6 M).
       `float_convs=2` in a --raw-input graph, whose first Conv is the baked normalization (`export.raw_input`).
+    - Slow on every measured CPU (marked `slow_kernels` in `export.formats`): ConvInteger quantizes each
+      activation per call and runs im2col + MatMulInteger. Shipped default, Xeon AVX-512 VNNI, 1 thread, same
+      run: fp32 0.39 ms, dynamic U8U8 0.78 ms, dynamic with int8 weights 2.20 ms; static int8 (U8S8) 0.36 ms.
     """
     from onnxruntime import quantization as q
 
@@ -257,7 +266,7 @@ def _write_int8(context, path):
         shutil.copyfile(float_graph(context), path)
     else:
         quantize_int8(float_graph(context), path, context.calibration, context.calibration_method,
-                      context.float_nodes)
+                      context.float_nodes, context.onnx_target)
 
 
 def _write_dynamic(context, path):

@@ -10,6 +10,7 @@ Example:
     $ reszoo export model.keras --precision int8 --int8-io --target edgetpu --data digits
     $ reszoo export model.keras --raw-input --precision fp32 --precision int8 --data photos/
     $ reszoo export model.keras --precision int8 --calibration entropy --data digits
+    $ reszoo export model.keras --format onnx --precision int8 --onnx-target x86-avx2 --data digits
     $ reszoo export model.keras --format micro --data digits   # <name>_model_data.cc/.h for TFLite Micro
     $ reszoo export model.keras --prune 0.5 --prune-structure 2:4 --qat --data digits --finetune-epochs 2
 """
@@ -82,6 +83,8 @@ def resolve_model(model):
               "artifacts take uint8 NHWC pixels at the model's input size (.keras stays float).")
 @click.option("--calibration", default=None, metavar="METHOD", help="How int8/int16x8 activation ranges are "
               "calibrated: minmax, percentile, entropy or mse [minmax] (README 'Calibration methods').")
+@click.option("--onnx-target", default=None, metavar="CPU", help="CPU the ONNX int8 file is for: x86-vnni (U8S8), "
+              "x86-avx2 (U8S8, 7-bit weights: cannot saturate) or arm (S8S8) [this host's].")
 @click.option("--dynamic-batch", is_flag=True, help="Dynamic batch dimension instead of static batch 1.")
 @click.option("--output", "output_dir", default=None, help="Output dir [exports/<model-name>].")
 @click.option("--force", is_flag=True, help="Replace an existing output dir.")
@@ -102,7 +105,7 @@ def resolve_model(model):
               "float until its gate passes [on; off for --target edgetpu/micro, which must stay fully int8].")
 @click.option("--latency-runs", type=click.IntRange(0), default=30, show_default=True)
 def export_command(model, formats, precisions, all_formats, data, calibration_samples, verify_samples, int8_io,
-                   raw_input, calibration, dynamic_batch, output_dir, force, prune, prune_structure, qat, cluster,
+                   raw_input, calibration, onnx_target, dynamic_batch, output_dir, force, prune, prune_structure, qat, cluster,
                    finetune_epochs, target, max_size, threads, gates, equalize, fallback, latency_runs):
     """Export MODEL to edge formats and verify each artifact's parity in its own runtime."""
     from rich.console import Console
@@ -117,7 +120,7 @@ def export_command(model, formats, precisions, all_formats, data, calibration_sa
         optimizations={"prune": prune, "prune_structure": prune_structure, "qat": qat, "cluster": cluster,
                        "finetune_epochs": finetune_epochs},
         threads=threads, verify_samples=verify_samples, latency_runs=latency_runs, raw_input=raw_input,
-        calibration=calibration, equalize=equalize, fallback=fallback)
+        calibration=calibration, equalize=equalize, fallback=fallback, onnx_target=onnx_target)
     precheck_data(data)
     if output_dir:  # before TensorFlow loads; export_model checks again (also the default exports/<name>)
         check_output_target(output_dir, force, {"the input model": model or default_model_path(),

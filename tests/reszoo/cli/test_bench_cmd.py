@@ -77,6 +77,17 @@ def test_bench_md_table_and_stdout_list_every_row(bench_run):
     assert all(row["name"] in done.stdout for row in report["rows"])
 
 
+def test_bench_shows_int8_vs_fp32_of_each_format_from_the_same_run(bench_run):
+    done, output = bench_run
+    rows = {(r["format"], r["precision"]): r for r in json.loads((output / "bench.json").read_text())["rows"]}
+    for fmt in ("tflite", "onnx"):
+        int8, fp32 = rows[(fmt, "int8")], rows[(fmt, "fp32")]
+        assert int8["speedup_vs_fp32"] == pytest.approx(fp32["latency_median_ms"] / int8["latency_median_ms"])
+        assert fp32["speedup_vs_fp32"] == pytest.approx(1.0)
+        assert f"{fmt} {int8['speedup_vs_fp32']:.2f}x" in done.stdout  # the int8 vs fp32 line
+    assert "| vs fp32 |" in (output / "bench.md").read_text()
+
+
 def test_bench_png_is_a_valid_image(bench_run):
     from PIL import Image
 

@@ -1,0 +1,194 @@
+"""ONNX int8 per target CPU: which 8-bit types onnxruntime's fast kernels want, one table row per target.
+
+`--onnx-target` (`ExportRequest.onnx_target`) picks a row of `TARGETS`; without it the host decides
+(`default_target`: AVX-512 VNNI or AVX-VNNI -> x86-vnni, other x86 -> x86-avx2, ARM -> arm). The row drives
+`export.converters.onnx.quantize_int8` (activation/weight types, 7-bit weights, QDQ extra options) and is
+recorded in the manifest and in the ONNX file's metadata card (`facts`).
+
+Why the types differ per CPU: on x86 onnxruntime runs uint8 activations x int8 weights (U8S8) with
+VPMADDUBSW, which adds two u8*s8 products into a saturating int16 on CPUs without VNNI (AVX2, AVX-512F);
+VNNI (VPDPBUSD) accumulates in int32 and never saturates. `saturation_problems` proves from a written file
+that no pair of its weights can overflow int16 with uint8 activations.
+
+Example:
+    >>> default_target({"machine": "x86_64", "int8_flags": {"avx2": True, "avx512_vnni": False}})
+    'x86-avx2'
+    >>> TARGETS["x86-avx2"].reduce_range, TARGETS["x86-vnni"].activations
+    (True, 'uint8')
+"""
+import dataclasses
+import os
+
+from export.core.errors import UserError
+
+INT16_MAX = 32767
+UINT8_MAX = 255
+
+
+@dataclasses.dataclass(frozen=True)
+class OnnxTarget:
+    """One target CPU family: the int8 scheme its onnxruntime kernels run fast and exactly, and why."""
+
+    name: str
+    activations: str  # "uint8" | "int8": QuantizeLinear zero points of activations
+    weights: str  # "int8" | "uint8": the quantized weight initializers
+    reduce_range: bool  # 7-bit weights ([-64, 64]): no int16 overflow in VPMADDUBSW
+    reason: str
+    extra_options: dict = dataclasses.field(default_factory=dict, hash=False, compare=False)
+
+    def facts(self):
+        """The manifest / metadata record of this target (JSON-able)."""
+        return {"name": self.name, "activations": self.activations, "weights": self.weights,
+                "reduce_range": self.reduce_range}
+
+
+TARGETS = {target.name: target for target in (
+    OnnxTarget("x86-vnni", "uint8", "int8", False,
+               "VNNI (VPDPBUSD) accumulates u8*s8 in int32: U8S8 is onnxruntime's fast path and never saturates; "
+               "measured on Xeon AVX-512 VNNI, 1 thread: ResNet-50 224² int8 ≥ 3x fp32 (S8S8: 1.5x)"),
+    OnnxTarget("x86-avx2", "uint8", "int8", True,
+               "AVX2 VPMADDUBSW adds two u8*s8 products into a saturating int16; 7-bit weights (|w| ≤ 64) keep "
+               "255*(64+64) = 32640 ≤ 32767, so nothing saturates and results equal those of every other CPU; "
+               "measured on AVX2 (no VNNI), ResNet-50 224², 2 threads: fp32 46.3 ms, S8S8 63.9, U8S8 45.1, "
+               "U8S8+reduce_range 44.9 (U8U8, also exact, widens to 16 bits and is slower)"),
+    OnnxTarget("arm", "int8", "int8", False,
+               "onnxruntime's docs: S8S8 with QDQ is the default and first choice, and ARM has no saturation "
+               "issue (its dot-product kernels accumulate in int32); not measured here (no ARM host)"),
+)}
+
+
+def default_target(facts=None):
+    """The target of this host (or of `export.core.cpu.cpu_facts`-like `facts`): x86-vnni, x86-avx2 or arm.
+
+    An unknown architecture gets x86-avx2, the scheme that is exact on every CPU.
+
+    Example:
+        >>> default_target({"machine": "aarch64", "int8_flags": {"neon": True}})
+        'arm'
+    """
+    from export.core.cpu import arch_family, cpu_facts
+
+    facts = cpu_facts() if facts is None else facts
+    family = arch_family(facts.get("machine"))
+    if family == "arm":
+        return "arm"
+    flags = facts.get("int8_flags") or {}
+    return "x86-vnni" if family == "x86" and (flags.get("avx512_vnni") or flags.get("avx_vnni")) else "x86-avx2"
+
+
+def resolve_target(name=None, facts=None):
+    """`name` when it is a known target, the host's default when None; UserError (one line) otherwise.
+
+    Example:
+        >>> resolve_target("arm")
+        'arm'
+    """
+    if name is None:
+        return default_target(facts)
+    if name not in TARGETS:
+        raise UserError(f"unknown --onnx-target {name!r}; allowed: {', '.join(TARGETS)}")
+    return name
+
+
+def host_note(name, facts=None):
+    """A one-line note when this host cannot verify `name`'s file as its device will run it, else None.
+
+    Example:
+        >>> host_note("x86-vnni", {"machine": "x86_64", "int8_flags": {"avx2": True, "avx512_vnni": False}})[:40]
+        'note: --onnx-target x86-vnni writes U8S8'
+    """
+    if name == "x86-vnni" and default_target(facts) != "x86-vnni":
+        return ("note: --onnx-target x86-vnni writes U8S8 with 8-bit weights for a VNNI CPU; this host has no VNNI, "
+                "so its verification may saturate (VPMADDUBSW int16) and understate the file's accuracy")
+    return None
+
+
+# --------------------------------------------------------------------------------------- saturation checker
+WEIGHT_INPUTS = {"Conv": 1, "ConvInteger": 1, "Gemm": 1, "MatMul": 1, "MatMulInteger": 1, "QLinearConv": 3,
+                 "QLinearMatMul": 3}  # op -> input index of its weight
+
+
+def quantized_weights(path):
+    """{initializer name: int8/uint8 array} of the weights that Conv/Gemm/MatMul nodes read through a
+    DequantizeLinear (QDQ) or directly (integer ops)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(os.fspath(path)).graph
+    initializers = {init.name: init for init in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    found = {}
+    for node in graph.node:
+        index = WEIGHT_INPUTS.get(node.op_type)
+        if index is None or len(node.input) <= index:
+            continue
+        name = node.input[index]
+        source = producers.get(name)
+        if source is not None and source.op_type == "DequantizeLinear":
+            name = source.input[0]
+        if name in initializers and initializers[name].data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8):
+            found[name] = numpy_helper.to_array(initializers[name])
+    return found
+
+
+def saturation_problems(path, activation_max=UINT8_MAX):
+    """One line per int8 weight of the file that could overflow int16 in VPMADDUBSW with uint8 activations.
+
+    VPMADDUBSW adds two adjacent products a*w (a ≤ 255) into an int16; which two weights are adjacent depends
+    on the kernel's packing, so the bound is the conservative one: activation_max * 2 * max|w| ≤ 32767 for
+    every weight tensor. Unsigned (U8U8) weights are computed by widening to 16 bits, never with VPMADDUBSW,
+    so they pass. [] means no input can saturate on any x86 CPU.
+
+    Example:
+        >>> saturation_problems("model_int8.onnx")  # doctest: +SKIP
+        ['conv1_w_quantized: 255*2*127 = 64770 > 32767']
+    """
+    import numpy as np
+
+    problems = []
+    for name, weights in quantized_weights(path).items():
+        if weights.dtype != np.int8 or weights.size == 0:
+            continue
+        largest = int(np.abs(weights.astype(np.int32)).max())
+        bound = activation_max * 2 * largest
+        if bound > INT16_MAX:
+            problems.append(f"{name}: {activation_max}*2*{largest} = {bound} > {INT16_MAX}")
+    return problems
+
+
+def quantized_types(path):
+    """{"activations": zero-point dtypes of the activation QuantizeLinear nodes, "weights": dtypes of the
+    quantized weights} of a QDQ file, each a sorted list of numpy dtype names.
+
+    Example:
+        >>> quantized_types("model_int8.onnx")  # doctest: +SKIP
+        {'activations': ['uint8'], 'weights': ['int8']}
+    """
+    import onnx
+    from onnx import helper
+
+    graph = onnx.load(os.fspath(path)).graph
+    initializers = {init.name: init for init in graph.initializer}
+    activations = {helper.tensor_dtype_to_np_dtype(initializers[node.input[2]].data_type).name
+                   for node in graph.node if node.op_type == "QuantizeLinear" and len(node.input) > 2
+                   and node.input[0] not in initializers and node.input[2] in initializers}
+    weights = {array.dtype.name for array in quantized_weights(path).values()}
+    return {"activations": sorted(activations), "weights": sorted(weights)}
+
+
+DYNAMIC_SCHEME = {"activations": "uint8", "weights": "uint8", "reduce_range": False}  # quantize_dynamic: U8U8
+
+
+def artifact_facts(name, precision):
+    """What an ONNX artifact of `precision` records about target `name`: the scheme it was written with
+    (int8: the target's row; dynamic: U8U8, exact on every CPU); None for float precisions.
+
+    Example:
+        >>> artifact_facts("x86-avx2", "dynamic")["weights"], artifact_facts("arm", "fp32")
+        ('uint8', None)
+    """
+    if precision == "int8":
+        return TARGETS[name].facts()
+    if precision == "dynamic":
+        return {"name": name, **DYNAMIC_SCHEME}
+    return None
