@@ -1,0 +1,77 @@
+"""export.converters.onnx.to_onnx: tf2onnx without its per-optimizer copies writes the same graph."""
+import collections
+import hashlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from export.converters import onnx as onnx_converter
+from export.savedmodel import to_saved_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONVERT = """
+import sys, tf2onnx
+from export.converters import onnx as oc
+saved_model, path, lean = sys.argv[1], sys.argv[2], sys.argv[3] == "lean"
+if lean:
+    oc.to_onnx(saved_model, path)
+else:
+    graph_def, inputs, outputs, renames = oc._frozen_serving_graph(saved_model)
+    tf2onnx.convert.from_graph_def(graph_def, input_names=inputs, output_names=outputs, opset=oc.OPSET,
+                                   tensors_to_rename=renames, output_path=path)
+"""
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    """A narrow ResNeXt-50: grouped convs, which Keras wraps in XLA-compiled functions."""
+    import reszoo
+
+    model = reszoo.create_model("resnext50_32x4d", input_shape=(32, 32, 3), num_classes=5, width=16)
+    return to_saved_model(model, str(tmp_path_factory.mktemp("sm") / "saved_model"), False)["path"]
+
+
+def _converted_in_a_fresh_process(saved_model, path, how):
+    """tf2onnx numbers new nodes with a process-wide counter (a second conversion in one process can even
+    come out with other nodes), so each way converts in a process of its own."""
+    environment = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    subprocess.run([sys.executable, "-c", CONVERT, saved_model, str(path), how], check=True, env=environment,
+                   capture_output=True)
+    return path
+
+
+def _graph_facts(path):
+    """(op counts, sorted sha256 of every initializer): the graph up to node order and names, which vary
+    between tf2onnx runs (the plain way differs from itself byte-wise across processes too)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    weights = sorted(hashlib.sha256(numpy_helper.to_array(t).tobytes()).hexdigest() for t in graph.initializer)
+    return collections.Counter(node.op_type for node in graph.node), weights
+
+
+def test_lean_optimizers_write_the_same_graph_as_tf2onnx(saved_model, tmp_path):
+    from export.runtimes import OnnxRunner
+
+    lean = _converted_in_a_fresh_process(saved_model, tmp_path / "lean.onnx", "lean")
+    plain = _converted_in_a_fresh_process(saved_model, tmp_path / "plain.onnx", "plain")
+    assert _graph_facts(lean) == _graph_facts(plain)
+    x = np.random.default_rng(1).random((3, 32, 32, 3), dtype=np.float32)
+    np.testing.assert_array_equal(OnnxRunner(str(lean)).predict(x), OnnxRunner(str(plain)).predict(x))
+
+
+def test_the_lean_file_runs_like_the_saved_model_and_tf2onnx_is_restored(saved_model, tmp_path):
+    from tf2onnx import constants, graph
+
+    from export.runtimes import OnnxRunner, SavedModelRunner
+
+    original = graph.Node.update_proto
+    path = onnx_converter.to_onnx(saved_model, tmp_path / "lean.onnx")
+    assert graph.Node.update_proto is original and constants.ENV_TF2ONNX_CATCH_ERRORS not in os.environ
+    x = np.random.default_rng(0).random((4, 32, 32, 3), dtype=np.float32)
+    np.testing.assert_allclose(OnnxRunner(str(path)).predict(x), SavedModelRunner(saved_model).predict(x),
+                               atol=1e-5)
