@@ -144,7 +144,8 @@ def tflite_file(identity_graph, samples, method, precision="int8"):
 def onnx_file(identity_graph, samples, method, tmp_path):
     from export.converters.onnx import quantize_int8
 
-    return quantize_int8(identity_graph[1], str(tmp_path / f"{method}.onnx"), samples, method)
+    return quantize_int8(identity_graph[1], str(tmp_path / f"{method}.onnx"), samples, method,
+                         target="x86-vnni")  # uint8 activations on every host
 
 
 @pytest.mark.parametrize("precision, steps", [("int8", 255), ("int16x8", 32767)])
@@ -186,12 +187,33 @@ def test_mse_file_quantizes_a_heavy_tail_with_less_error_than_minmax(identity_gr
     read = {"tflite": lambda method: tflite_identity_quantization(tflite_file(identity_graph, samples, method)),
             "onnx": lambda method: onnx_identity_quantization(onnx_file(identity_graph, samples, method, tmp_path))}
 
+    grid = {"tflite": (-128, 127), "onnx": (0, 255)}[runtime]  # TFLite int8; ONNX for x86-vnni: uint8 activations
+
     def error(scale, zero_point):
-        levels = np.clip(np.round(samples / scale) + zero_point, -128, 127)
+        levels = np.clip(np.round(samples / scale) + zero_point, *grid)
         return float(np.mean((samples - (levels - zero_point) * scale) ** 2))
 
     minmax, mse = read[runtime]("minmax"), read[runtime]("mse")
     assert mse[0] < minmax[0] and error(*mse) < error(*minmax)
+
+
+def _converter(identity_graph, precision, samples, int8_io):
+    """A TFLiteConverter configured as `export.converters.tflite` configures it (TF's own calibration)."""
+    import tensorflow as tf
+
+    from export.converters import tflite
+
+    return tflite.SETTINGS[precision](tf.lite.TFLiteConverter.from_saved_model(identity_graph[0]), tf, samples,
+                                      int8_io)
+
+
+def _quantization(flatbuffer):
+    """{tensor name: (type, (scales, zero points) or None)} of a TFLite file."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
+    return {t.name: (t.type, None if t.quantization is None or t.quantization.scale is None else
+                     (list(t.quantization.scale), list(t.quantization.zeroPoint))) for t in model.subgraphs[0].tensors}
 
 
 def test_recorded_ranges_requantized_are_the_converters_file(identity_graph):
@@ -202,21 +224,34 @@ def test_recorded_ranges_requantized_are_the_converters_file(identity_graph):
 
     from export.converters import tflite, tflite_ranges
 
-    def quantization(flatbuffer):
-        model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
-        return {t.name: (t.type, None if t.quantization is None or t.quantization.scale is None else
-                         (list(t.quantization.scale), list(t.quantization.zeroPoint))) for t in model.subgraphs[0].tensors}
-
     samples = outlier_samples()
     for precision, int8_io in (("int8", True), ("int16x8", False)):
-        converter = tflite.SETTINGS[precision](tf.lite.TFLiteConverter.from_saved_model(identity_graph[0]), tf, samples,
-                                               int8_io)
-        calibrated, input_type, output_type, allow_float = tflite_ranges.calibrated(converter)
+        calibrated, input_type, output_type, allow_float = tflite_ranges.calibrated(
+            _converter(identity_graph, precision, samples, int8_io))
         replayed = tflite_ranges.REQUANTIZE[precision](
             tflite_ranges.with_ranges(calibrated, tflite_ranges.recorded_ranges(calibrated)), input_type, output_type,
             allow_float)
-        expected = quantization(tflite.convert(identity_graph[0], precision, samples, int8_io=int8_io))
-        assert quantization(replayed) == expected and any(q for _, q in expected.values())
+        expected = _quantization(_converter(identity_graph, precision, samples, int8_io).convert())
+        assert _quantization(replayed) == expected and any(q for _, q in expected.values())
+
+
+def test_streamed_minmax_gives_the_converters_own_quantization(identity_graph):
+    """The converter's calibrator only marks the tensors (one sample); LiteRT's min/max over every sample gives
+    the scales TF's calibrator gives over every sample (to float rounding) and the same zero points."""
+    import tensorflow as tf
+
+    from export.converters import tflite
+
+    samples = outlier_samples()
+    for precision, int8_io in (("int8", True), ("int16x8", False)):
+        ours = _quantization(tflite.convert(identity_graph[0], precision, samples, int8_io=int8_io))
+        theirs = _quantization(_converter(identity_graph, precision, samples, int8_io).convert())
+        assert ours.keys() == theirs.keys() and any(q for _, q in theirs.values())
+        for name, (kind, quantization) in theirs.items():
+            assert ours[name][0] == kind and (quantization is None) == (ours[name][1] is None), name
+            if quantization is not None:
+                np.testing.assert_allclose(ours[name][1][0], quantization[0], rtol=1e-6, err_msg=name)
+                assert ours[name][1][1] == quantization[1], name
 
 
 def test_cli_unknown_method_is_one_line_exit_2(run_cli, tmp_path):
