@@ -95,6 +95,13 @@ class Outputs:
         return self.arrays[self.class_scores[0]] if self.class_scores else None
 
 
+def head(outputs, count):
+    """The first `count` samples of reference outputs (an array or `Outputs`)."""
+    if isinstance(outputs, Outputs):
+        return Outputs({name: array[:count] for name, array in outputs.arrays.items()}, outputs.class_scores)
+    return outputs[:count]
+
+
 def is_class_scores(array, num_classes=None):
     """True for an (N, classes) output: 2-D, more than one column, as many as `num_classes` when known."""
     return array.ndim == 2 and array.shape[-1] > 1 and (not num_classes or array.shape[-1] == num_classes)

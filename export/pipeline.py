@@ -387,16 +387,32 @@ def _convert(row, context, path, card=None):
         onnx_converter.embed_metadata(path, card)
 
 
+ROUND_TRIP_SAMPLES = 32  # held-out samples a .keras artifact (the reference model saved and reloaded) is checked on
+
+
 def _verified(run, row, path, reference, latency_runs=None):
-    """(runner, parity) of the artifact at `path` against the reference."""
+    """(runner, parity) of the artifact at `path` against the reference.
+
+    A `.keras` artifact is the reference model itself saved and loaded back in the same runtime: a round trip
+    checked on the first ROUND_TRIP_SAMPLES held-out samples (the reference already ran on all of them), with
+    the reference's latency; every other artifact runs on every held-out sample.
+    """
+    from export.outputs import head
     from export.runtimes import load_runner
     from export.verify import verify_runner
 
     runner = load_runner(path, row.format, run.request.threads)
-    return runner, verify_runner(runner, row.precision, raw_input.verification_input(run.data, row.format),
-                                 reference["outputs"], run.data["y_verify"], run.request.gates,
-                                 run.request.latency_runs if latency_runs is None else latency_runs,
-                                 noise=reference["noise"])
+    x, outputs, y = raw_input.verification_input(run.data, row.format), reference["outputs"], run.data["y_verify"]
+    round_trip = row.format == "keras"
+    if round_trip:
+        count, latency_runs = ROUND_TRIP_SAMPLES, 0
+        x, outputs, y = x[:count], head(outputs, count), None if y is None else y[:count]
+    latency_runs = run.request.latency_runs if latency_runs is None else latency_runs
+    parity = verify_runner(runner, row.precision, x, outputs, y, run.request.gates, latency_runs,
+                           noise=reference["noise"])
+    if round_trip:
+        parity["latency_ms_median"] = reference["facts"]["latency_ms_median"]
+    return runner, parity
 
 
 def _quantization_facts(run, row, context, path, parity, quantization, reference, card=None):

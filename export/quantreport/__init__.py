@@ -48,6 +48,18 @@ from export.quantreport.names import main_layer
 from export.quantreport.stats import ranking_key, rounded
 
 DEFAULT_SAMPLES = 64  # SQNR of every layer settles within ~0.3 dB by 64 samples of the tiny digits model
+SETTLING_PIXELS = DEFAULT_SAMPLES * 32 * 32  # ... at 32 x 32: the input pixels the statistics settled on
+MIN_SAMPLES = 8
+
+
+def samples_for_size(height, width):
+    """How many samples the report runs at this input size: as many input pixels as DEFAULT_SAMPLES at 32 x 32
+    (every tensor's SQNR sums over values that scale with the image area), at least MIN_SAMPLES.
+
+    Example: samples_for_size(32, 32) -> 64; samples_for_size(224, 224) -> 8 (ResNet-50's report was 25 s on
+    16 samples; each per-layer probe runs the cut model once per sample).
+    """
+    return int(min(DEFAULT_SAMPLES, max(MIN_SAMPLES, -(-SETTLING_PIXELS // (int(height) * int(width))))))
 REPORT_JSON = "quant_report.json"
 REPORT_MD = "quant_report.md"
 REPORT_PNG = "quant_report.png"
@@ -63,6 +75,8 @@ def _checked_samples(samples, max_samples):
     samples = np.asarray(samples if samples is not None else [], dtype="float32")
     if samples.ndim < 2 or len(samples) == 0:
         raise UserError("the quantization report needs at least one preprocessed sample (N, H, W, C)")
+    if max_samples is None:
+        max_samples = samples_for_size(*samples.shape[1:3]) if samples.ndim == 4 else DEFAULT_SAMPLES
     return samples[:max_samples]
 
 
@@ -77,12 +91,12 @@ def _row(probe, position, layer_names):
             "scale": probe.scale, "zero_point": probe.zero_point}
 
 
-def layer_report(float_path, quantized_path, format, samples, layer_names=None, max_samples=DEFAULT_SAMPLES):
+def layer_report(float_path, quantized_path, format, samples, layer_names=None, max_samples=None):
     """The per-layer report of one quantized artifact against the float file of the same model.
 
     format: "tflite" (float = the fp32 .tflite of the same SavedModel) or "onnx" (float = the fp32 .onnx the
     quantized one was made from). samples: preprocessed float32 inputs (N, H, W, C), the first `max_samples`
-    are run one at a time. layer_names: the Keras model's layer names in order (names rows reliably; without
+    (default: `samples_for_size` of their H x W) are run one at a time. layer_names: the Keras model's layer names in order (names rows reliably; without
     them names come from TF's scopes alone).
     Returns {"artifact", "format", "float_reference", "samples", "output": {"sqnr_db", "rel_err"},
     "rows": [row, ...] worst first}.
