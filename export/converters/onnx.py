@@ -192,9 +192,13 @@ def quantize_int8(fp32_path, path, calibration, method=DEFAULT_METHOD, float_nod
     table gives each row's reason and measurements. `method` (`export.calibration`): minmax is onnxruntime's
     MinMax calibration; the others quantize with the ranges `export.converters.onnx_ranges` computes, passed
     as a calibration cache.
+
+    Speed (`export.converters.onnx_passes`): the nodes before the first Conv with the target's
+    `float_below_channels` output channels stay float, and zero Pads between Q/DQ of one scale run on integers.
     """
     from onnxruntime import quantization as q
 
+    from export.converters import onnx_passes
     from export.onnx_targets import TARGETS, resolve_target
 
     scheme = TARGETS[resolve_target(target)]
@@ -203,6 +207,7 @@ def quantize_int8(fp32_path, path, calibration, method=DEFAULT_METHOD, float_nod
     with tempfile.TemporaryDirectory() as work:
         prepared = os.path.join(work, "prepared.onnx")
         q.quant_pre_process(os.fspath(fp32_path), prepared, skip_symbolic_shape=True)
+        float_nodes = [*float_nodes, *onnx_passes.float_prefix(prepared, scheme.float_below_channels)]
         cache = None
         if not METHODS[check_method(method)].native:
             cache = onnx_ranges.write_cache(prepared, readers, method, os.path.join(work, "ranges.json"), work)
@@ -211,7 +216,8 @@ def quantize_int8(fp32_path, path, calibration, method=DEFAULT_METHOD, float_nod
                           weight_type=getattr(q.QuantType, QUANT_TYPES[scheme.weights]),
                           reduce_range=scheme.reduce_range, extra_options=dict(scheme.extra_options),
                           calibrate_method=q.CalibrationMethod.MinMax, calibration_cache_path=cache,
-                          nodes_to_exclude=list(float_nodes))
+                          nodes_to_exclude=list(dict.fromkeys(float_nodes)))
+    onnx_passes.integer_zero_pads(path)
     return path
 
 
