@@ -114,7 +114,7 @@ def test_vnni_int8_file_has_float_small_convs_integer_pads_and_fp32_like_outputs
     from export.converters.onnx import quantize_int8
 
     fp32_path, x, work = tiny_onnx
-    path = quantize_int8(fp32_path, str(work / "int8.onnx"), x, target="x86-vnni")
+    path = quantize_int8(fp32_path, str(work / "int8.onnx"), x, target="x86-vnni", small_convs_float=True)
     graph = onnx.load(path).graph
     producers = {out: node.op_type for node in graph.node for out in node.output}
     convs = [node for node in graph.node if node.op_type == "Conv"]
@@ -125,3 +125,8 @@ def test_vnni_int8_file_has_float_small_convs_integer_pads_and_fp32_like_outputs
     assert float_pads(path) == []  # the shortcut's channel pads run on uint8
     run = lambda p: ort.InferenceSession(p, providers=["CPUExecutionProvider"]).run(None, {"input": x[:1]})[0]  # noqa
     assert np.abs(run(path) - run(fp32_path)).max() < 0.05  # random-init softmax ~0.1 each: int8 rounding only
+    every_layer = quantize_int8(fp32_path, str(work / "all_int8.onnx"), x, target="x86-vnni")
+    graph = onnx.load(every_layer).graph
+    producers = {out: node.op_type for node in graph.node for out in node.output}
+    assert float_pads(every_layer) == []  # without small_convs_float every Conv reads int8 weights
+    assert all(producers.get(node.input[1]) == "DequantizeLinear" for node in graph.node if node.op_type == "Conv")
