@@ -35,6 +35,8 @@ class OnnxTarget:
     reduce_range: bool  # 7-bit weights ([-64, 64]): no int16 overflow in VPMADDUBSW
     reason: str
     extra_options: dict = dataclasses.field(default_factory=dict, hash=False, compare=False)
+    float_below_channels: int = 0  # nodes before the first Conv with this many output channels stay float
+    float_reason: str = ""
 
     def facts(self):
         """The manifest / metadata record of this target (JSON-able)."""
@@ -42,15 +44,22 @@ class OnnxTarget:
                 "reduce_range": self.reduce_range}
 
 
+SMALL_CONV_REASON = (
+    "onnxruntime's x86 int8 convolution (MLAS ConvSym) needs >= 16 output channels; smaller ones take "
+    "im2col + GEMM and lose to the fp32 NCHWc kernels: shipped ResNet-20 (8-channel first stage), Xeon AVX-512 "
+    "VNNI, 1 thread, same run: fp32 0.377 ms, all int8 0.409 ms, first stage float 0.332 ms")
+
 TARGETS = {target.name: target for target in (
     OnnxTarget("x86-vnni", "uint8", "int8", False,
                "VNNI (VPDPBUSD) accumulates u8*s8 in int32: U8S8 is onnxruntime's fast path and never saturates; "
-               "measured on Xeon AVX-512 VNNI, 1 thread: ResNet-50 224² int8 ≥ 3x fp32 (S8S8: 1.5x)"),
+               "measured on Xeon AVX-512 VNNI, 1 thread: ResNet-50 224² int8 ≥ 3x fp32 (S8S8: 1.5x)",
+               float_below_channels=16, float_reason=SMALL_CONV_REASON),
     OnnxTarget("x86-avx2", "uint8", "int8", True,
                "AVX2 VPMADDUBSW adds two u8*s8 products into a saturating int16; 7-bit weights (|w| ≤ 64) keep "
                "255*(64+64) = 32640 ≤ 32767, so nothing saturates and results equal those of every other CPU; "
                "measured on AVX2 (no VNNI), ResNet-50 224², 2 threads: fp32 46.3 ms, S8S8 63.9, U8S8 45.1, "
-               "U8S8+reduce_range 44.9 (U8U8, also exact, widens to 16 bits and is slower)"),
+               "U8S8+reduce_range 44.9 (U8U8, also exact, widens to 16 bits and is slower)",
+               float_below_channels=16, float_reason=SMALL_CONV_REASON),
     OnnxTarget("arm", "int8", "int8", False,
                "onnxruntime's docs: S8S8 with QDQ is the default and first choice, and ARM has no saturation "
                "issue (its dot-product kernels accumulate in int32); not measured here (no ARM host)"),

@@ -230,7 +230,8 @@ def _input_name_and_batch(path):
 QUANT_TYPES = {"uint8": "QUInt8", "int8": "QInt8"}  # export.onnx_targets type names -> onnxruntime QuantType
 
 
-def quantize_int8(fp32_path, path, calibration, method=DEFAULT_METHOD, float_nodes=(), target=None):
+def quantize_int8(fp32_path, path, calibration, method=DEFAULT_METHOD, float_nodes=(), target=None,
+                  small_convs_float=False):
     """Static int8 QDQ quantization (per-channel weights) after `quant_pre_process`, calibrated on samples;
     nodes named in `float_nodes` stay float (selective fallback, `export.fallback`).
 
@@ -239,9 +240,15 @@ def quantize_int8(fp32_path, path, calibration, method=DEFAULT_METHOD, float_nod
     table gives each row's reason and measurements. `method` (`export.calibration`): minmax is onnxruntime's
     MinMax calibration; the others quantize with the ranges `export.converters.onnx_ranges` computes, passed
     as a calibration cache.
+
+    Speed (`export.converters.onnx_passes`): zero Pads between Q/DQ of one scale run on integers (exact);
+    with `small_convs_float` (the export's int8 file) the nodes before the first Conv with the target's
+    `float_below_channels` output channels stay float. Off by default, so a caller that studies every layer's
+    int8 error (`export.quantreport`) sees every layer quantized.
     """
     from onnxruntime import quantization as q
 
+    from export.converters import onnx_passes
     from export.onnx_targets import TARGETS, resolve_target
 
     scheme = TARGETS[resolve_target(target)]
@@ -250,6 +257,8 @@ def quantize_int8(fp32_path, path, calibration, method=DEFAULT_METHOD, float_nod
     with tempfile.TemporaryDirectory() as work:
         prepared = os.path.join(work, "prepared.onnx")
         q.quant_pre_process(os.fspath(fp32_path), prepared, skip_symbolic_shape=True)
+        if small_convs_float:
+            float_nodes = [*float_nodes, *onnx_passes.float_prefix(prepared, scheme.float_below_channels)]
         cache = None
         if not METHODS[check_method(method)].native:
             cache = onnx_ranges.write_cache(prepared, readers, method, os.path.join(work, "ranges.json"), work)
@@ -258,7 +267,8 @@ def quantize_int8(fp32_path, path, calibration, method=DEFAULT_METHOD, float_nod
                           weight_type=getattr(q.QuantType, QUANT_TYPES[scheme.weights]),
                           reduce_range=scheme.reduce_range, extra_options=dict(scheme.extra_options),
                           calibrate_method=q.CalibrationMethod.MinMax, calibration_cache_path=cache,
-                          nodes_to_exclude=list(float_nodes))
+                          nodes_to_exclude=list(dict.fromkeys(float_nodes)))
+    onnx_passes.integer_zero_pads(path)
     return path
 
 
@@ -313,7 +323,7 @@ def _write_int8(context, path):
         shutil.copyfile(float_graph(context), path)
     else:
         quantize_int8(float_graph(context), path, context.calibration, context.calibration_method,
-                      context.float_nodes, context.onnx_target)
+                      context.float_nodes, context.onnx_target, small_convs_float=True)
 
 
 def _write_dynamic(context, path):
