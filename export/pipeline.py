@@ -371,6 +371,10 @@ def _convert_and_verify(run, row, context, reference, common, quantization):
         entry["quantization"] = facts
     if card and card["reszoo_manifest"].get("onnx_target"):
         entry["onnx_target"] = card["reszoo_manifest"]["onnx_target"]
+        if row.precision == "int8":
+            from export.converters.onnx_passes import float_convs
+
+            entry["onnx_target"]["float_convs"] = float_convs(path)
     if row.format == "micro":
         from export.converters.micro import manifest_facts
 

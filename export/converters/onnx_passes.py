@@ -122,6 +122,16 @@ def float_pads(path):
             and getattr(producers.get(node.input[0]), "op_type", None) == "DequantizeLinear"]
 
 
+def float_convs(path):
+    """Names of the Conv/Gemm/MatMul nodes of a QDQ file at `path` whose weight is a float initializer (kept float:
+    the small-conv prefix of x86 targets, the fallback's layers); what the manifest lists for an int8 file."""
+    import onnx
+
+    graph = onnx.load(os.fspath(path), load_external_data=False).graph
+    initializers = {init.name for init in graph.initializer}
+    return [node.name for node in graph.node if node.op_type in ("Conv", "Gemm", "MatMul")
+            and len(node.input) > 1 and node.input[1] in initializers]
+
 
 def conv_output_channels(graph):
     """{Conv node name: output channels} for Convs whose weight is an initializer."""
