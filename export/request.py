@@ -44,12 +44,13 @@ class ExportRequest:
     calibration: str = DEFAULT_METHOD  # how int8/int16x8 activation ranges are calibrated (export.calibration)
     equalize: bool = True  # cross-layer equalization before quantization (export.optimize.equalize)
     fallback: bool = True  # failing int8 rows keep their worst layers in float (export.fallback)
+    max_optimization_drop: float | None = None  # points an optimization may cost vs the original (None: 1.0)
 
     @classmethod
     def build(cls, formats=None, precisions=None, all_formats=False, data=None, output_dir=None, force=False,
               int8_io=False, dynamic_batch=False, calibration_samples=300, gates=None, target=None, max_size=None,
               optimizations=None, threads=None, verify_samples=None, latency_runs=30, model_name=None,
-              raw_input=False, calibration=None, equalize=True, fallback=None):
+              raw_input=False, calibration=None, equalize=True, fallback=None, max_optimization_drop=None):
         """Plan, merge gates and validate; UserError (one line) for anything impossible.
 
         `fallback` None: on, except for the full-int8 targets (edgetpu, micro), which refuse an explicit True."""
@@ -65,7 +66,8 @@ class ExportRequest:
                       None if output_dir is None else os.fspath(output_dir), force, dict(optimizations or {}),
                       target, max_size, int8_io, dynamic_batch, calibration_samples, verify_samples, threads,
                       latency_runs, model_name, raw_input, DEFAULT_METHOD if calibration is None else calibration,
-                      bool(equalize), target not in FULL_INT8_TARGETS if fallback is None else bool(fallback))
+                      bool(equalize), target not in FULL_INT8_TARGETS if fallback is None else bool(fallback),
+                      None if max_optimization_drop is None else float(max_optimization_drop))
         for check in CHECKS:
             check(request)
         return request
@@ -93,6 +95,9 @@ class ExportRequest:
 
 
 def _check_optimizations(request):
+    if request.max_optimization_drop is not None and (not request.optimizing or request.max_optimization_drop < 0):
+        raise UserError(f"--max-optimization-drop {request.max_optimization_drop:g}: a number of points >= 0, "
+                        "used with --prune/--prune-structure/--cluster/--qat")
     if not request.optimizing:
         return
     if request.data is None:
