@@ -4,8 +4,8 @@ tfmot's MovingAverageQuantizer creates every activation range at [-6, 6] and mov
 0.999 per training step, so a short fine-tuning (50-300 steps) leaves the ranges 75-95 % where they started:
 a ReLU output that lives in [0, 1.5] gets a quarter of the int8 grid, one above 6 stays clipped, and the
 logits before the softmax are clipped at +-6. `calibrate_ranges` sets each range variable (a wrapper's
-`output_min/max`, `post_activation_min/max`, `pre_activation_min/max`; the input layer's
-`quantize_layer_min/max`) to the min/max the float model produces for that tensor on calibration samples
+`output_min/max`, `post_activation_min/max`, `pre_activation_min/max`; the QuantizeLayer's
+`<its name>_min/max`) to the min/max the float model produces for that tensor on calibration samples
 (with 0 inside the range, as tfmot's own update keeps it), before the first fine-tuning step.
 
 Example:
@@ -30,7 +30,8 @@ def range_variables(quantized):
                 for end, slot in (("_min", 0), ("_max", 1)):
                     if base == kind + end and inner is not None:
                         found.setdefault((wrapper.name, kind), [None, None, inner.name])[slot] = variable
-            if base in ("quantize_layer_min", "quantize_layer_max"):
+            if wrapper.__class__.__name__ == "QuantizeLayer" and base.endswith(("_min", "_max")):
+                # named after the layer: quantize_layer_min, or quantize_layer_2_min in a later model
                 found.setdefault((wrapper.name, "input"), [None, None, None])[base.endswith("_max")] = variable
     return found
 
@@ -49,6 +50,10 @@ def tensor_ranges(float_model, wanted, x):
     layer's output before its activation (kind "pre_activation"); kind "input" is the model input."""
     import tf_keras
 
+    from export.optimize.wrapping import clone_with
+
+    # a fresh graph: after strip_pruning/strip_clustering a layer's .output may still be its wrapper's tensor
+    float_model = clone_with(float_model, lambda original, clone: None)
     names = sorted({name for name, kind in wanted if kind != "input"})
     taps = [float_model.get_layer(n).output for n in names] + [float_model.get_layer(n).input for n in names]
     probe = tf_keras.Model(float_model.inputs, taps)
