@@ -104,7 +104,9 @@ def apply(model, options, train_data, progress=None, evaluate=None, ptq_accuracy
     ptq_accuracy(model) -> held-out accuracy of post-training int8 of the pre-QAT model; with both, QAT is kept
     only when its own (fake-quant) accuracy is not below it (`export.optimize.qat_choice`).
     Returns `model` unchanged and {} when nothing is requested. The report holds "finetune_epochs", "qat",
-    "overall_sparsity", "clusters", "final_loss", "final_accuracy" and one detail dict per step ("prune":
+    "overall_sparsity", "clusters", "final_loss", "final_accuracy" (of the last fine-tuning, also when QAT
+    was not kept), "steps" (one {"step", "label", "accuracy", "note"} per step), "qat_choice" (with QAT),
+    and one detail dict per step ("prune":
     per-layer sparsity and skipped layers; "cluster": distinct values per kernel; "qat_details": how each
     layer was annotated).
     """
@@ -120,19 +122,16 @@ def apply(model, options, train_data, progress=None, evaluate=None, ptq_accuracy
     rates = {step: float(options["learning_rate"] or rate) for step, rate in STEP_LEARNING_RATES.items()}
     current = as_twin(model)
     report = {"finetune_epochs": fit["epochs"], "qat": bool(options["qat"]), "learning_rates": rates}
-    preserve = None
+    preserve, report["steps"] = None, []
     if options["prune"] or options["prune_structure"]:
         current, report["prune"] = prune(current, options["prune"], options["prune_structure"], x, y,
                                          learning_rate=rates["prune"], **fit)
         preserve = "sparsity"
+        report["steps"].append(measured_step("prune", options, current, evaluate))
     if options["cluster"]:
         current, report["cluster"] = cluster(current, int(options["cluster"]), x, y, learning_rate=rates["cluster"],
                                              preserve_sparsity=preserve == "sparsity", **fit)
         preserve = "clusters"
-    report["steps"] = []
-    if report.get("prune"):
-        report["steps"].append(measured_step("prune", options, current, evaluate))
-    if report.get("cluster"):
         report["steps"].append(measured_step("cluster", options, current, evaluate, report["steps"]))
     if options["qat"]:
         trained, report["qat_details"] = quantize_aware_train(current, x, y, preserve=preserve,

@@ -136,3 +136,28 @@ def test_a_mild_prune_within_the_allowed_drop_passes(hard_model_path, hard_npz, 
     assert result.passed and row["passed"] is True and row["delta_pts"] >= -1.0
     assert markdown_table(result.artifacts, result.manifest["optimizations"]["gate"]).splitlines()[2].startswith(
         "| prune 10 % | optimization |")
+
+
+def test_each_step_is_measured_right_after_it_runs_and_named_with_the_steps_before(no_legacy_env):
+    """prune then cluster: the prune row scores the pruned model (many distinct weights), the cluster row the
+    clustered one (at most 4 distinct non-zero weights), labelled cumulatively."""
+    import numpy as np
+    import tf_keras
+
+    from export.optimize import apply
+
+    inputs = tf_keras.Input((16,))
+    model = tf_keras.Model(inputs, tf_keras.layers.Dense(4, activation="softmax", name="fc")(inputs))
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 16)).astype("float32"), np.arange(64) % 4
+    seen = []
+
+    def evaluate(candidate):
+        kernel = next(w for w in candidate.weights if "kernel" in w.name).numpy()
+        seen.append(int(np.unique(kernel[kernel != 0]).size))
+        return 0.5
+
+    _, report = apply(model, {"prune": 0.5, "cluster": 4, "finetune_epochs": 1, "batch_size": 16}, (x, y),
+                      evaluate=evaluate)
+    assert [s["label"] for s in report["steps"]] == ["prune 50 %", "prune 50 % + cluster 4"]
+    assert seen[0] > 4 >= seen[1]
