@@ -10,7 +10,9 @@ Schema:
      "source_model": {"name", "path", "sha256"}, "preprocessing": spec, "labels": [...],
      "data": {"source", "held_out_fraction", "split_seed", "calibration_samples", "verification_samples"},
      "versions": {package: version}, "options": {..., "calibration": export.calibration method},
-     "optimizations": {...}, "target_checks": {...}}
+     "optimizations": {..., "steps", "gate" (export.optimize.gate: rows against the original, passed, hint),
+                       "qat_choice" (export.optimize.qat_choice)}, "target_checks": {...}}
+     An optimized run's artifact parity also has "accuracy_delta_vs_original" (points).
 
 Example:
     >>> entry = {"file": "m.onnx"}

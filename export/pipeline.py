@@ -252,7 +252,7 @@ def _export_into(run):
     work = os.path.join(run.root, ".work")
     os.makedirs(work)
     with run.steps.step("optimize" if run.request.optimizing else "prepare"):
-        model, optimization_report = _optimize(run) if run.request.optimizing else (run.source.model, {})
+        model, optimization_report = _optimize(run, work) if run.request.optimizing else (run.source.model, {})
     traced_model, equalization = _equalized(run, model)
     with run.steps.step("trace SavedModel"):
         saved_model_dir = _trace(run, traced_model, work)
@@ -261,7 +261,7 @@ def _export_into(run):
         reference = _reference(run, model)
     context = ConvertContext(baked.saved_model_dir if baked else saved_model_dir, work, model,
                              run.data["x_calibration"], run.request.int8_io,
-                             bool(run.request.optimizations.get("qat")), _keras_metadata(run), raw_input=baked,
+                             bool(optimization_report.get("qat")), _keras_metadata(run), raw_input=baked,
                              calibration_method=run.request.calibration, onnx_target=run.request.onnx_target)
     common = _common_facts(run)
     quantization = {"equalization": equalization, "fallback": _fallback_policy(run), "reports": []}
@@ -507,7 +507,12 @@ def _write_results(run, artifacts, target_checks, reference_facts, optimization_
     from export.report import build_report, write_reports
 
     request, data = run.request, run.data
+    from export.optimize.gate import against_original
+
+    gate = optimization_report.get("gate") or {}
+    against_original(artifacts, gate.get("original_accuracy"))
     passed = all(a["parity"]["passed"] for a in artifacts) and all(c["passed"] for c in target_checks.values())
+    passed = passed and gate.get("passed", True)
     data_facts = {"source": data["train"].source, "held_out_fraction": 0.2, "split_seed": 0,
                   "calibration_samples": int(len(data["x_calibration"])),
                   "verification_samples": int(len(data["x_verify"]))}
@@ -539,23 +544,40 @@ def _reference_facts(runner, outputs, x, y, latency_runs, source, model):
     return facts
 
 
-def _optimize(run):
-    """(optimized model, report) of the prune/cluster/QAT steps, with held-out accuracy before and after."""
+def _optimize(run, work):
+    """(optimized model, report) of the prune/cluster/QAT steps; report["gate"] compares every step's held-out
+    accuracy with the ORIGINAL model's (`export.optimize.gate`), QAT only kept when not below PTQ."""
     from export.data.splits import prepare
     from export.optimize import apply
+    from export.optimize.gate import DEFAULT_MAX_DROP, evaluate_gate
+    from export.optimize.qat_choice import ptq_int8_accuracy
+
+    model, data, request = run.source.model, run.data, run.request
+    x_train = prepare(data["train"], data["spec"])  # only optimizations need all of it
+    x, y = data["x_verify"], data["y_verify"]
+    evaluate = _held_out_accuracy(x, y)
+    ptq = (lambda pre_qat: ptq_int8_accuracy(pre_qat, data["x_calibration"], x, y, work)) if \
+        request.optimizations.get("qat") else None
+    optimized, report = apply(model, request.optimizations, (x_train, data["train"].y), run.steps.progress,
+                              evaluate=evaluate, ptq_accuracy=ptq)
+    report["held_out_accuracy_before"] = evaluate(model)
+    report["held_out_accuracy_after"] = evaluate(optimized)
+    max_drop = DEFAULT_MAX_DROP if request.max_optimization_drop is None else request.max_optimization_drop
+    report["gate"] = evaluate_gate(report["held_out_accuracy_before"], report["steps"], max_drop,
+                                   request.optimizations, len(x_train))
+    return optimized, report
+
+
+def _held_out_accuracy(x, y):
+    """evaluate(model) -> accuracy of a Keras/tf_keras model on (x, y), None when labels cannot score it."""
     from export.runtimes import KerasRunner
     from export.verify import labels_usable
 
-    model, data = run.source.model, run.data
-    x_train = prepare(data["train"], data["spec"])  # only optimizations need all of it
-    optimized, report = apply(model, run.request.optimizations, (x_train, data["train"].y), run.steps.progress)
-    x, y = data["x_verify"], data["y_verify"]
-    before = KerasRunner.from_model(model).predict(x)
-    if labels_usable(y, before):
-        after = KerasRunner.from_model(optimized).predict(x)
-        report["held_out_accuracy_before"] = float(np.mean(before.argmax(-1) == y))
-        report["held_out_accuracy_after"] = float(np.mean(after.argmax(-1) == y))
-    return optimized, report
+    def evaluate(model):
+        outputs = KerasRunner.from_model(model).predict(x)
+        return float(np.mean(outputs.argmax(-1) == y)) if labels_usable(y, outputs) else None
+
+    return evaluate
 
 
 def _target_checks(root, artifacts, target, max_size):

@@ -22,6 +22,7 @@ REPORT_MD = "report.md"
 COLUMNS = ("artifact", "format", "precision", "size", "gzip", "max abs err", "top-1 agree", "acc Δ (pts)",
            "latency ms", "result")
 OUTPUT_COLUMNS = ("worst output", "SQNR dB")  # inserted before "latency ms" when an artifact has several outputs
+ORIGINAL_COLUMN = "acc Δ orig"  # after "acc Δ (pts)" when an optimization ran: accuracy change vs the given model
 OUTPUT_DETAIL_COLUMNS = ("artifact", "output", "shape", "kind", "max abs err", "max err / range", "SQNR dB",
                          "top-1 agree", "result")
 
@@ -74,20 +75,33 @@ def has_several_outputs(artifacts):
     return any((a.get("parity") or {}).get("outputs") for a in artifacts)
 
 
+def against_original(artifacts):
+    """True when artifact rows carry their accuracy change against the original (an optimized run)."""
+    return any("accuracy_delta_vs_original" in (a.get("parity") or {}) for a in artifacts)
+
+
 def columns(artifacts):
-    """The table columns: COLUMNS, with OUTPUT_COLUMNS before the latency when outputs are several."""
+    """The table columns: COLUMNS, with ORIGINAL_COLUMN after the accuracy change in an optimized run and
+    OUTPUT_COLUMNS before the latency when outputs are several."""
+    names = COLUMNS
+    if against_original(artifacts):
+        at = names.index("acc Δ (pts)") + 1
+        names = names[:at] + (ORIGINAL_COLUMN,) + names[at:]
     if not has_several_outputs(artifacts):
-        return COLUMNS
-    at = COLUMNS.index("latency ms")
-    return COLUMNS[:at] + OUTPUT_COLUMNS + COLUMNS[at:]
+        return names
+    at = names.index("latency ms")
+    return names[:at] + OUTPUT_COLUMNS + names[at:]
 
 
-def row_cells(artifact, per_output=False):
-    """The table cells of one artifact entry (manifest entry with "parity"); `per_output` adds OUTPUT_COLUMNS."""
+def row_cells(artifact, per_output=False, vs_original=False):
+    """The table cells of one artifact entry (manifest entry with "parity"); `per_output` adds OUTPUT_COLUMNS,
+    `vs_original` the ORIGINAL_COLUMN."""
     parity = artifact.get("parity") or {}
     cells = (artifact["file"], artifact["format"], artifact["precision"], human_size(artifact.get("size_bytes", 0)),
              human_size(artifact.get("gzip_size_bytes", 0)), _number(parity.get("max_abs_err"), ".2e"),
              _number(parity.get("top1_agreement"), ".2%"), _number(parity.get("accuracy_delta"), "+.2f"))
+    if vs_original:
+        cells += (_number(parity.get("accuracy_delta_vs_original"), "+.2f"),)
     if per_output:
         cells += (parity.get("worst_output") or "—", _number(parity.get("sqnr_db"), ".1f"))
     return cells + (_number(parity.get("latency_ms_median"), ".3f"), _result_cell(artifact))
@@ -98,10 +112,28 @@ def _markdown_lines(header, rows):
         "| " + " | ".join(row) + " |" for row in rows]
 
 
-def markdown_table(artifacts):
-    """A markdown table with one row per artifact."""
-    per_output = has_several_outputs(artifacts)
-    return "\n".join(_markdown_lines(columns(artifacts), [row_cells(a, per_output) for a in artifacts]))
+def table_rows(artifacts, gate=None):
+    """The cells of every table row: the optimization rows (`optimization_cells`) first, then the artifacts."""
+    header = columns(artifacts)
+    per_output, vs_original = has_several_outputs(artifacts), against_original(artifacts)
+    return ([optimization_cells(row, header, gate["max_drop_pts"]) for row in (gate or {}).get("rows", [])]
+            + [row_cells(a, per_output, vs_original) for a in artifacts])
+
+
+def optimization_cells(row, header, max_drop):
+    """One optimization step's table row: its name, 'optimization', its accuracy change against the original
+    (in the accuracy columns) and its gate result ('FAIL: 90.6 % → 84.7 %, -5.9 pts (allowed −1.0)')."""
+    from export.optimize.gate import row_result
+
+    filled = {"artifact": row["label"], "format": "optimization", "acc Δ (pts)": _number(row["delta_pts"], "+.2f"),
+              ORIGINAL_COLUMN: _number(row["delta_pts"], "+.2f"), "result": row_result(row, max_drop)}
+    return tuple(filled.get(column, "—") for column in header)
+
+
+def markdown_table(artifacts, gate=None):
+    """A markdown table with one row per optimization step (`gate`: manifest optimizations["gate"]) and
+    one row per artifact."""
+    return "\n".join(_markdown_lines(columns(artifacts), table_rows(artifacts, gate)))
 
 
 def output_rows(artifacts):
@@ -151,7 +183,8 @@ def _markdown(report):
              f"Reference: {reference.get('description')}; accuracy {_number(reference.get('accuracy'), '.2%')}, "
              f"median batch-1 latency {_number(reference.get('latency_ms_median'), '.3f')} ms "
              f"({reference.get('samples')} held-out samples from {(report.get('data') or {}).get('source')}).", "",
-             markdown_table(report["artifacts"]), ""]
+             markdown_table(report["artifacts"], (report.get("optimizations") or {}).get("gate")), ""]
+    lines += optimization_lines((report.get("optimizations") or {}).get("gate"))
     if has_several_outputs(report["artifacts"]):
         lines += ["## Outputs", "", "Every output against the reference output of the same name (class scores: "
                   "the classifier gate; features: the fp32 noise rule, else SQNR).", "",
@@ -178,6 +211,23 @@ def _profile_lines(profile):
 
 
 PROFILE_STEPS = 5  # slowest steps listed in report.md
+
+
+def optimization_lines(gate):
+    """report.md's lines about the optimization gate: what it compares, its failure and hint, or why it was
+    not measured ([] without optimizations)."""
+    from export.optimize.gate import failure_line
+
+    if not gate:
+        return []
+    lines = [f"Optimization gate: held-out accuracy after each optimization step against the model as given "
+             f"(original {_number(gate.get('original_accuracy'), '.2%')}), allowed drop {gate['max_drop_pts']:g} "
+             "points; the acc Δ orig column gives each artifact's change against the original too."]
+    if failure_line(gate):
+        lines += [f"- FAILED: {failure_line(gate)}", f"- hint: {gate.get('hint')}"]
+    if not gate.get("measured"):
+        lines += [f"- NOT MEASURED: {gate.get('reason')}"]
+    return lines + [""]
 
 
 def _quantization_lines(quantization, artifacts):
@@ -211,8 +261,9 @@ def write_reports(export_dir, report):
         handle.write(_markdown(report))
 
 
-def summary_table(artifacts, title="export"):
-    """A rich Table of the artifacts (what `reszoo export` / `reszoo verify` print at the end)."""
+def summary_table(artifacts, title="export", gate=None):
+    """A rich Table of the optimization steps (`gate`) and artifacts (what `reszoo export` / `reszoo verify`
+    print at the end)."""
     from rich.table import Table
 
     table = Table(title=title)
@@ -220,8 +271,8 @@ def summary_table(artifacts, title="export"):
         table.add_column(column, justify="right" if column not in ("artifact", "result", "format",
                                                                    "worst output") else "left",
                          no_wrap=column == "artifact")
-    for artifact in artifacts:
-        cells = list(row_cells(artifact, has_several_outputs(artifacts)))
+    for cells in table_rows(artifacts, gate):
+        cells = list(cells)
         cells[-1] = f"[green]{cells[-1]}[/green]" if cells[-1].startswith("PASS") else f"[red]{cells[-1]}[/red]"
         table.add_row(*cells)
     return table

@@ -45,12 +45,14 @@ class ExportRequest:
     equalize: bool = True  # cross-layer equalization before quantization (export.optimize.equalize)
     fallback: bool = True  # failing int8 rows keep their worst layers in float (export.fallback)
     onnx_target: str | None = None  # ONNX int8 scheme's CPU (export.onnx_targets); build() resolves the host's
+    max_optimization_drop: float | None = None  # points an optimization may cost vs the original (None: 1.0)
 
     @classmethod
     def build(cls, formats=None, precisions=None, all_formats=False, data=None, output_dir=None, force=False,
               int8_io=False, dynamic_batch=False, calibration_samples=300, gates=None, target=None, max_size=None,
               optimizations=None, threads=None, verify_samples=None, latency_runs=30, model_name=None,
-              raw_input=False, calibration=None, equalize=True, fallback=None, onnx_target=None):
+              raw_input=False, calibration=None, equalize=True, fallback=None, onnx_target=None,
+              max_optimization_drop=None):
         """Plan, merge gates and validate; UserError (one line) for anything impossible.
 
         `fallback` None: on, except for the full-int8 targets (edgetpu, micro), which refuse an explicit True."""
@@ -68,7 +70,8 @@ class ExportRequest:
                       target, max_size, int8_io, dynamic_batch, calibration_samples, verify_samples, threads,
                       latency_runs, model_name, raw_input, DEFAULT_METHOD if calibration is None else calibration,
                       bool(equalize), target not in FULL_INT8_TARGETS if fallback is None else bool(fallback),
-                      onnx_target=resolve_target(onnx_target))
+                      onnx_target=resolve_target(onnx_target),
+                      max_optimization_drop=None if max_optimization_drop is None else float(max_optimization_drop))
         for check in CHECKS:
             check(request)
         return request
@@ -96,6 +99,9 @@ class ExportRequest:
 
 
 def _check_optimizations(request):
+    if request.max_optimization_drop is not None and (not request.optimizing or request.max_optimization_drop < 0):
+        raise UserError(f"--max-optimization-drop {request.max_optimization_drop:g}: a number of points >= 0, "
+                        "used with --prune/--prune-structure/--cluster/--qat")
     if not request.optimizing:
         return
     if request.data is None:

@@ -22,7 +22,9 @@ Example:
 from export.core.errors import UserError
 from export.optimize.cluster import cluster
 from export.optimize.prune import STRUCTURES, kernel_sparsity, prune
+from export.optimize.gate import step_name
 from export.optimize.qat import quantize_aware_train
+from export.optimize.qat_choice import choose_qat_or_ptq
 
 DEFAULT_OPTIONS = {"prune": None, "prune_structure": None, "qat": False, "cluster": None, "finetune_epochs": 2,
                    "batch_size": 32, "learning_rate": None}
@@ -73,6 +75,13 @@ def final_sparsity(model, report):
     return kernel_sparsity(model, list(report["prune"]["layers"]))[1]
 
 
+def measured_step(step, options, model, evaluate, earlier=()):
+    """{"step", "label" (with the earlier steps: "prune 50 % + QAT"), "accuracy" (evaluate(model) or None)}."""
+    label = " + ".join([*(s["label"] for s in earlier[-1:]), step_name(step, options)])
+    accuracy = evaluate(model) if evaluate is not None and model is not None else None
+    return {"step": step, "label": label, "accuracy": accuracy}
+
+
 def as_twin(model):
     """The tf_keras model to optimize: `model` itself if already tf_keras, else its exact twin."""
     import tf_keras
@@ -82,16 +91,22 @@ def as_twin(model):
     return model if isinstance(model, tf_keras.Model) else to_tf_keras(model)
 
 
-def apply(model, options, train_data, progress=None):
+def apply(model, options, train_data, progress=None, evaluate=None, ptq_accuracy=None):
     """Run the requested optimizations; returns (model_for_conversion, report_dict).
 
     options: {"prune": float|None, "prune_structure": "2:4"|None, "qat": bool, "cluster": int|None,
     "finetune_epochs": int, "batch_size": int, "learning_rate": float|None} (missing keys take DEFAULT_OPTIONS;
     learning_rate None means STEP_LEARNING_RATES).
     train_data: (x preprocessed float32 NHWC, y int labels). progress: optional callable
-    progress(description, completed, total), called per fine-tuning batch.
+    progress(description, completed, total), called per fine-tuning batch. evaluate: optional
+    evaluate(model) -> held-out accuracy (or None without usable labels), measured after every step into
+    report["steps"] (`export.optimize.gate` gates them against the original). ptq_accuracy: optional
+    ptq_accuracy(model) -> held-out accuracy of post-training int8 of the pre-QAT model; with both, QAT is kept
+    only when its own (fake-quant) accuracy is not below it (`export.optimize.qat_choice`).
     Returns `model` unchanged and {} when nothing is requested. The report holds "finetune_epochs", "qat",
-    "overall_sparsity", "clusters", "final_loss", "final_accuracy" and one detail dict per step ("prune":
+    "overall_sparsity", "clusters", "final_loss", "final_accuracy" (of the last fine-tuning, also when QAT
+    was not kept), "steps" (one {"step", "label", "accuracy", "note"} per step), "qat_choice" (with QAT),
+    and one detail dict per step ("prune":
     per-layer sparsity and skipped layers; "cluster": distinct values per kernel; "qat_details": how each
     layer was annotated).
     """
@@ -107,18 +122,24 @@ def apply(model, options, train_data, progress=None):
     rates = {step: float(options["learning_rate"] or rate) for step, rate in STEP_LEARNING_RATES.items()}
     current = as_twin(model)
     report = {"finetune_epochs": fit["epochs"], "qat": bool(options["qat"]), "learning_rates": rates}
-    preserve = None
+    preserve, report["steps"] = None, []
     if options["prune"] or options["prune_structure"]:
         current, report["prune"] = prune(current, options["prune"], options["prune_structure"], x, y,
                                          learning_rate=rates["prune"], **fit)
         preserve = "sparsity"
+        report["steps"].append(measured_step("prune", options, current, evaluate))
     if options["cluster"]:
         current, report["cluster"] = cluster(current, int(options["cluster"]), x, y, learning_rate=rates["cluster"],
                                              preserve_sparsity=preserve == "sparsity", **fit)
         preserve = "clusters"
+        report["steps"].append(measured_step("cluster", options, current, evaluate, report["steps"]))
     if options["qat"]:
-        current, report["qat_details"] = quantize_aware_train(current, x, y, preserve=preserve,
+        trained, report["qat_details"] = quantize_aware_train(current, x, y, preserve=preserve,
                                                               learning_rate=rates["qat"], **fit)
+        current, choice = choose_qat_or_ptq(current, trained, evaluate, ptq_accuracy)
+        report["qat"], report["qat_choice"] = choice["kept"] == "qat", choice
+        report["steps"].append({**measured_step("qat", options, None, None, report["steps"]),
+                                "accuracy": choice["accuracy"], "note": choice["note"]})
     report["overall_sparsity"] = final_sparsity(current, report)
     report["clusters"] = report["cluster"]["clusters"] if "cluster" in report else None
     last_step = report.get("qat_details") or report.get("cluster") or report.get("prune")

@@ -16,7 +16,7 @@ Example:
 """
 import numpy as np
 
-from export.optimize.finetune import fine_tune
+from export.optimize.finetune import fine_tune, freeze_batch_norm
 from export.optimize.tfmot_loader import legacy_keras_env, load_tfmot
 from export.optimize.wrapping import clone_with
 
@@ -33,8 +33,9 @@ def unique_kernel_values(model, names):
 
 
 def cluster(model, number_of_clusters, x, y, epochs, batch_size, learning_rate, preserve_sparsity=False,
-            progress=None):
-    """Cluster kernels while fine-tuning; returns (stripped model, report)."""
+            progress=None, freeze_bn=True):
+    """Cluster kernels while fine-tuning (BN statistics frozen unless `freeze_bn` is False); returns
+    (stripped model, report)."""
     tfmot = load_tfmot()
     clustering = tfmot.clustering.keras
     with legacy_keras_env():
@@ -53,6 +54,8 @@ def cluster(model, number_of_clusters, x, y, epochs, batch_size, learning_rate, 
             cluster_centroids_init=clustering.CentroidInitialization.KMEANS_PLUS_PLUS)
 
     wrapped = clone_with(model, wrap)
+    if freeze_bn:
+        freeze_batch_norm(wrapped)
     with legacy_keras_env():
         metrics = fine_tune(wrapped, x, y, epochs, batch_size, learning_rate, progress=progress,
                             description="fine-tune (clustering)")

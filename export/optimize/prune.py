@@ -20,7 +20,7 @@ Example:
 """
 import numpy as np
 
-from export.optimize.finetune import fine_tune, steps_per_epoch
+from export.optimize.finetune import fine_tune, freeze_batch_norm, steps_per_epoch
 from export.optimize.tfmot_loader import legacy_keras_env, load_tfmot
 from export.optimize.wrapping import clone_with, find_layer
 
@@ -92,16 +92,19 @@ def kernel_sparsity(model, names):
     return per_layer, (round(zeros / total, 4) if total else 0.0)
 
 
-def prune(model, sparsity, structure, x, y, epochs, batch_size, learning_rate, progress=None):
+def prune(model, sparsity, structure, x, y, epochs, batch_size, learning_rate, progress=None, freeze_bn=True):
     """Prune a tf_keras model while fine-tuning; returns (stripped model, report).
 
     `sparsity` is the target zero fraction (ignored for a `structure` such as "2:4", which fixes it).
+    `freeze_bn`: BatchNormalization statistics stay as trained (`finetune.freeze_batch_norm`).
     """
     tfmot = load_tfmot()
     m_by_n = STRUCTURES[structure] if structure else None
     target = m_by_n[0] / m_by_n[1] if m_by_n else float(sparsity)
     total_steps = epochs * steps_per_epoch(len(x), batch_size)
     wrapped_model, wrapped, skipped = wrap_for_pruning(model, target, m_by_n, total_steps)
+    if freeze_bn:
+        freeze_batch_norm(wrapped_model)
     with legacy_keras_env():
         metrics = fine_tune(wrapped_model, x, y, epochs, batch_size, learning_rate,
                             callbacks=[tfmot.sparsity.keras.UpdatePruningStep()], progress=progress,

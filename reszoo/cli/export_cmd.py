@@ -93,6 +93,8 @@ def resolve_model(model):
 @click.option("--qat", is_flag=True, help="Quantization-aware training, then int8 artifacts (needs --data).")
 @click.option("--cluster", type=int, default=None, help="Weight clustering with N clusters (needs --data).")
 @click.option("--finetune-epochs", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--max-optimization-drop", type=float, default=None, metavar="PTS", help="Held-out accuracy points "
+              "--prune/--cluster/--qat may cost against the given model before the run fails [1.0].")
 @click.option("--target", type=click.Choice(list(TARGETS)), default=None, help="Check TFLite ops for an edge target (micro sources are always checked for micro).")
 @click.option("--max-size", default=None, help="Flag TFLite files larger than this (e.g. 512K, 2MB).")
 @click.option("--threads", type=click.IntRange(1), default=None, help="Runtime threads for verification.")
@@ -105,8 +107,9 @@ def resolve_model(model):
               "float until its gate passes [on; off for --target edgetpu/micro, which must stay fully int8].")
 @click.option("--latency-runs", type=click.IntRange(0), default=30, show_default=True)
 def export_command(model, formats, precisions, all_formats, data, calibration_samples, verify_samples, int8_io,
-                   raw_input, calibration, onnx_target, dynamic_batch, output_dir, force, prune, prune_structure, qat, cluster,
-                   finetune_epochs, target, max_size, threads, gates, equalize, fallback, latency_runs):
+                   raw_input, calibration, onnx_target, dynamic_batch, output_dir, force, prune, prune_structure, qat,
+                   cluster, finetune_epochs, max_optimization_drop, target, max_size, threads, gates, equalize,
+                   fallback, latency_runs):
     """Export MODEL to edge formats and verify each artifact's parity in its own runtime."""
     from rich.console import Console
 
@@ -120,7 +123,8 @@ def export_command(model, formats, precisions, all_formats, data, calibration_sa
         optimizations={"prune": prune, "prune_structure": prune_structure, "qat": qat, "cluster": cluster,
                        "finetune_epochs": finetune_epochs},
         threads=threads, verify_samples=verify_samples, latency_runs=latency_runs, raw_input=raw_input,
-        calibration=calibration, equalize=equalize, fallback=fallback, onnx_target=onnx_target)
+        calibration=calibration, equalize=equalize, fallback=fallback, onnx_target=onnx_target,
+        max_optimization_drop=max_optimization_drop)
     precheck_data(data)
     if output_dir:  # before TensorFlow loads; export_model checks again (also the default exports/<name>)
         check_output_target(output_dir, force, {"the input model": model or default_model_path(),
@@ -142,16 +146,36 @@ def print_outcome(report, output_dir, title):
 
     terminal = Console()
     out = terminal if terminal.is_terminal else Console(width=200)
-    out.print(summary_table(report["artifacts"], title=title))
+    gate = (report.get("optimizations") or {}).get("gate")
+    out.print(summary_table(report["artifacts"], title=title, gate=gate))
     for file, check in (report.get("target_checks") or {}).items():
         verdict = "ok" if check["passed"] else "; ".join(check["problems"])
         out.print(f"target {check['target']} {file}: {verdict}", markup=False, highlight=False)
     from export.report import quantization_note
 
+    if gate and gate.get("hint"):
+        out.print(f"optimization hint: {gate['hint']}", markup=False, highlight=False)
     for artifact in report["artifacts"]:
         if not artifact["parity"]["passed"] and quantization_note(artifact):
             out.print(f"{artifact['file']}: {quantization_note(artifact)}", markup=False, highlight=False)
     failed = [a["file"] for a in report["artifacts"] if not a["parity"]["passed"]]
     failed += [f for f, c in (report.get("target_checks") or {}).items() if not c["passed"]]
-    verdict = "all artifacts passed" if not failed else f"FAILED: {', '.join(dict.fromkeys(failed))}"
-    out.print(f"{verdict} (report: {os.path.join(output_dir, 'report.md')})", markup=False, highlight=False)
+    out.print(f"{outcome_verdict(failed, gate)} (report: {os.path.join(output_dir, 'report.md')})", markup=False,
+              highlight=False)
+
+
+def outcome_verdict(failed_files, gate):
+    """The verdict line: failing files and a failing optimization step (by how much), or that all passed;
+    an optimization gate that could not be measured is said, never passed silently.
+
+    Example:
+        >>> outcome_verdict(["m_int8.tflite"], None)
+        'FAILED: m_int8.tflite'
+    """
+    from export.optimize.gate import failure_line
+
+    failures = ([failure_line(gate)] if gate and failure_line(gate) else []) + list(dict.fromkeys(failed_files))
+    verdict = f"FAILED: {'; '.join(failures)}" if failures else "all artifacts passed"
+    if gate and not gate.get("measured"):
+        verdict += f"; optimization gate NOT MEASURED ({gate.get('reason')})"
+    return verdict

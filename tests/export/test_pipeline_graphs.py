@@ -47,7 +47,8 @@ def test_pruning_hook_reaches_the_sparsity_and_shrinks_gzip(tiny_keras_path, ful
 
     result = export_model(tiny_keras_path, formats=["tflite"], precisions=["fp32"], data="digits",
                           output_dir=tmp_path / "pruned", optimizations={"prune": 0.5, "finetune_epochs": 1},
-                          verify_samples=60, latency_runs=0, show_progress=False)
+                          verify_samples=60, latency_runs=0, show_progress=False,
+                          max_optimization_drop=100)  # sparsity and size here; the accuracy gate has its own tests
     assert result.passed
     report = result.manifest["optimizations"]
     assert report["prune"]["overall_sparsity"] == pytest.approx(0.5, abs=0.01)
