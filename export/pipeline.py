@@ -206,7 +206,8 @@ def export_model(model_or_path, request=None, *positional, show_progress=True, n
     Example:
         >>> export_model(model, formats=["tflite"], data="digits", output_dir="exports/m")  # doctest: +SKIP
     """
-    from export.report import Steps, peak_rss_mb
+    from export.core.memory import peak_rss_mb
+    from export.report import Steps
 
     request = _request(positional, request, options)
     run = _prepare_run(model_or_path, request, notify)

@@ -12,9 +12,9 @@ Example:
 """
 import contextlib
 import os
-import sys
 import time
 
+from export.core.memory import peak_rss_mb, release_memory
 from export.manifest import write_json
 
 REPORT_JSON = "report.json"
@@ -167,16 +167,6 @@ def build_report(manifest, reference, passed, wall_time_s, notes=(), step_second
             "notes": list(notes)}
 
 
-def peak_rss_mb():
-    """This process's peak resident memory in MiB (None where the OS does not say)."""
-    try:
-        import resource
-    except ImportError:  # Windows
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)  # bytes on macOS, KiB on Linux
-
-
 def _markdown(report):
     reference = report["reference"]
     lines = [f"# Export report: {'PASSED' if report['passed'] else 'FAILED'}", "",
@@ -324,6 +314,7 @@ class Steps:
         self.start(description)
         started = time.perf_counter()
         yield
+        release_memory()
         self.seconds[description] = self.seconds.get(description, 0.0) + time.perf_counter() - started
         self.peaks[description] = peak_rss_mb()
         self.done()

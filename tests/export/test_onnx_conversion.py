@@ -1,5 +1,4 @@
 """export.converters.onnx.to_onnx: tf2onnx without its per-optimizer copies writes the same graph."""
-import collections
 import hashlib
 import os
 import subprocess
@@ -43,25 +42,27 @@ def _converted_in_a_fresh_process(saved_model, path, how):
     return path
 
 
-def _graph_facts(path):
-    """(op counts, sorted sha256 of every initializer): the graph up to node order and names, which vary
-    between tf2onnx runs (the plain way differs from itself byte-wise across processes too)."""
+def _weights(path):
+    """Sorted sha256 of the file's weight initializers (>= 64 values): what tf2onnx folds, in any node order.
+    tf2onnx's structure varies between runs of the plain path itself (ReduceMean or GlobalAveragePool +
+    Squeeze, one Reshape more or less: measured over fresh processes, even with PYTHONHASHSEED fixed), so the
+    graphs are compared by weights and outputs."""
     import onnx
     from onnx import numpy_helper
 
     graph = onnx.load(str(path)).graph
-    weights = sorted(hashlib.sha256(numpy_helper.to_array(t).tobytes()).hexdigest() for t in graph.initializer)
-    return collections.Counter(node.op_type for node in graph.node), weights
+    arrays = [numpy_helper.to_array(t) for t in graph.initializer]
+    return sorted(hashlib.sha256(a.tobytes()).hexdigest() for a in arrays if a.size >= 64)
 
 
-def test_lean_optimizers_write_the_same_graph_as_tf2onnx(saved_model, tmp_path):
+def test_lean_optimizers_write_the_same_model_as_tf2onnx(saved_model, tmp_path):
     from export.runtimes import OnnxRunner
 
     lean = _converted_in_a_fresh_process(saved_model, tmp_path / "lean.onnx", "lean")
     plain = _converted_in_a_fresh_process(saved_model, tmp_path / "plain.onnx", "plain")
-    assert _graph_facts(lean) == _graph_facts(plain)
+    assert _weights(lean) == _weights(plain) and len(_weights(lean)) >= 50  # ResNeXt-50: 53 convs + dense
     x = np.random.default_rng(1).random((3, 32, 32, 3), dtype=np.float32)
-    np.testing.assert_array_equal(OnnxRunner(str(lean)).predict(x), OnnxRunner(str(plain)).predict(x))
+    np.testing.assert_allclose(OnnxRunner(str(lean)).predict(x), OnnxRunner(str(plain)).predict(x), atol=1e-6)
 
 
 def test_the_lean_file_runs_like_the_saved_model_and_tf2onnx_is_restored(saved_model, tmp_path):

@@ -77,11 +77,28 @@ def test_manifest_and_metadata_record_the_target(avx2_export):
     manifest = json.load(open(os.path.join(avx2_export.output_dir, "manifest.json")))
     assert manifest["options"]["onnx_target"] == "x86-avx2"
     int8, dynamic = entry(avx2_export, "int8"), entry(avx2_export, "dynamic")
-    assert int8["onnx_target"] == {"name": "x86-avx2", "activations": "uint8", "weights": "int8",
-                                   "reduce_range": True}
+    facts = {key: value for key, value in int8["onnx_target"].items() if key != "float_convs"}
+    assert facts == {"name": "x86-avx2", "activations": "uint8", "weights": "int8", "reduce_range": True,
+                     "float_below_channels": 16}
     assert dynamic["onnx_target"]["weights"] == "uint8" and "onnx_target" not in entry(avx2_export, "fp32")
-    card = json.loads(read_metadata(os.path.join(avx2_export.output_dir, int8["file"]))["reszoo_manifest"])
-    assert card["onnx_target"] == int8["onnx_target"]
+    path = os.path.join(avx2_export.output_dir, int8["file"])
+    card = json.loads(read_metadata(path)["reszoo_manifest"])
+    assert card["onnx_target"] == facts
+    assert_listed_float_convs_are_the_small_ones(path, int8["onnx_target"]["float_convs"], 16)
+
+
+def assert_listed_float_convs_are_the_small_ones(path, listed, min_channels):
+    """The manifest's float convs are exactly the file's Convs without an int8 weight, all narrower than
+    `min_channels`, and there are some (the tiny model's first stage)."""
+    import onnx
+
+    graph = onnx.load(path).graph
+    quantized_weights = {node.output[0] for node in graph.node if node.op_type == "DequantizeLinear"}
+    widths = {init.name: init.dims[0] for init in graph.initializer if init.dims}
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    float_convs = [node for node in convs if node.input[1] not in quantized_weights]
+    assert listed and listed == [node.name for node in float_convs]
+    assert all(widths[node.input[1]] < min_channels for node in float_convs)
 
 
 @pytest.mark.parametrize("target", ["x86-vnni", "arm"])
