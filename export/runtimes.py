@@ -6,6 +6,8 @@
     runner.latency_ms(x_one, runs=30, warmup=5)   # list of per-call milliseconds at batch 1
     runner.inputs, runner.outputs                 # [{"name","shape","dtype","quantization"}]
 
+`threads` None means every core in every runtime (LiteRT's own default is one thread: ResNet-50 fp32 verification
+took 92 ms a sample in LiteRT against 36 ms in onnxruntime on a 2-core Xeon, same run).
 Runtimes: TFLite -> `ai_edge_litert` Interpreter (num_threads), ONNX -> onnxruntime (intra_op threads),
 micro (a TFLM `.cc` source) -> the array it holds in the `ai_edge_litert` Interpreter,
 SavedModel -> TensorFlow, keras -> Keras. Int8 input/output tensors are quantized/dequantized with the
@@ -135,7 +137,7 @@ class TFLiteRunner(Runner):
         from export.core.quiet import native_noise_filtered
 
         with native_noise_filtered():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-            self.interpreter = Interpreter(**self.interpreter_options(path), num_threads=threads)
+            self.interpreter = Interpreter(**self.interpreter_options(path), num_threads=threads or os.cpu_count())
             self.interpreter.allocate_tensors()
         self.input, = self.interpreter.get_input_details()
         self.batch = 1 if int(self.input["shape_signature"][0]) == 1 else None
