@@ -505,11 +505,10 @@ def _write_quant_report(run, reports):
 def _write_results(run, artifacts, target_checks, reference_facts, optimization_report, common, quantization):
     """manifest.json, report.json and report.md; the ExportResult."""
     from export.manifest import MANIFEST_FILE, SCHEMA_VERSION, write_json
+    from export.optimize.gate import against_original
     from export.report import build_report, write_reports
 
     request, data = run.request, run.data
-    from export.optimize.gate import against_original
-
     gate = optimization_report.get("gate") or {}
     against_original(artifacts, gate.get("original_accuracy"))
     passed = all(a["parity"]["passed"] for a in artifacts) and all(c["passed"] for c in target_checks.values())
