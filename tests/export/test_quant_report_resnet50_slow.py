@@ -38,7 +38,7 @@ def test_resnet50_int8_reports(tmp_path):
     names = [layer.name for layer in model.layers]
     for fmt in ("tflite", "onnx"):
         start = time.perf_counter()
-        report = layer_report(paths[fmt, "fp32"], paths[fmt, "int8"], fmt, x[:16], layer_names=names)
+        report = layer_report(paths[fmt, "fp32"], paths[fmt, "int8"], fmt, x[:16], layer_names=names, max_samples=16)
         print(f"ResNet-50 {fmt} int8: {len(report['rows'])} rows, 16 samples, {time.perf_counter() - start:.1f} s, "
               f"peak RSS so far {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
         assert len(report["rows"]) >= 70 and all(set(r["layers"]) <= set(names) and r["layers"]
@@ -58,6 +58,7 @@ def test_resnet50_int8_reports(tmp_path):
         outputs[precision] = np.concatenate(values)
     noise = np.sum((outputs["int8"] - outputs["fp32"]) ** 2)
     expected = 10 * math.log10(np.sum(outputs["fp32"] ** 2) / noise)
-    report = layer_report(paths["tflite", "fp32"], paths["tflite", "int8"], "tflite", x[:16], layer_names=names)
+    report = layer_report(paths["tflite", "fp32"], paths["tflite", "int8"], "tflite", x[:16], layer_names=names,
+                          max_samples=16)  # 224 x 224 defaults to 8 (quantreport.samples_for_size)
     assert report["output"]["sqnr_db"] == pytest.approx(expected, abs=1e-3)
     assert os.path.getsize(paths["tflite", "int8"]) < os.path.getsize(paths["tflite", "fp32"])
