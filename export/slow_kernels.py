@@ -12,12 +12,12 @@ Example:
     >>> note(artifacts[1])[:45]
     'slow kernels (25.0x fp32 latency): int16x8 ru'
 """
-from export.formats import VARIANTS
+from export.formats import variant
 
 
 def reason(format_name, precision):
     """The table's slow-kernels reason of (format, precision), "" when the row is not marked."""
-    return next((v.slow_kernels for v in VARIANTS if (v.format, v.precision) == (format_name, precision)), "")
+    return variant(format_name, precision).slow_kernels
 
 
 def _latency(artifact):
