@@ -571,11 +571,10 @@ def _optimize(run, work):
 def _held_out_accuracy(x, y):
     """evaluate(model) -> accuracy of a Keras/tf_keras model on (x, y), None when labels cannot score it."""
     from export.runtimes import KerasRunner
-    from export.verify import labels_usable
+    from export.verify import top1_accuracy
 
     def evaluate(model):
-        outputs = KerasRunner.from_model(model).predict(x)
-        return float(np.mean(outputs.argmax(-1) == y)) if labels_usable(y, outputs) else None
+        return top1_accuracy(y, KerasRunner.from_model(model).predict(x))
 
     return evaluate
 

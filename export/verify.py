@@ -124,6 +124,14 @@ def labels_usable(labels, reference):
     return labels is not None and reference.ndim == 2 and int(labels.max()) < reference.shape[-1]
 
 
+def top1_accuracy(labels, outputs):
+    """Fraction of samples whose arg-max output is their label; None when the labels cannot index the outputs.
+
+    Example: top1_accuracy(np.array([1, 0]), np.array([[0.2, 0.8], [0.6, 0.4]])) -> 1.0
+    """
+    return float(np.mean(np.asarray(outputs).argmax(-1) == labels)) if labels_usable(labels, outputs) else None
+
+
 def is_probabilities(reference, tolerance=PROBABILITY_SUM_TOLERANCE):
     """True when every row of `reference` (N, classes) is a probability distribution (a softmax output):
     entries >= 0, rows summing to 1 within `tolerance` (a quantized softmax needs more slack).

@@ -17,7 +17,6 @@ Example:
 import os
 import tempfile
 
-import numpy as np
 
 
 def choose_qat_or_ptq(pre_qat, qat_model, evaluate, ptq_accuracy):
@@ -42,13 +41,11 @@ def ptq_int8_accuracy(model, x_calibration, x, y, work_dir=None):
     from export.core.files import write_bytes
     from export.runtimes import load_runner
     from export.savedmodel import to_saved_model
-    from export.verify import labels_usable
+    from export.verify import top1_accuracy
 
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="ptq_baseline_") as directory:
         saved_model = to_saved_model(model, os.path.join(directory, "saved_model"))["path"]
         path = write_bytes(os.path.join(directory, "ptq_int8.tflite"),
                            tflite.convert(saved_model, "int8", calibration=x_calibration))
         outputs = load_runner(path, "tflite").predict(x)
-    if not labels_usable(y, outputs):
-        return None
-    return float(np.mean(np.asarray(outputs).argmax(-1) == y))
+    return top1_accuracy(y, outputs)
