@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from export.converters import onnx as onnx_converter
+from export.formats import FP32_GATE
 from export.savedmodel import to_saved_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -74,5 +75,8 @@ def test_the_lean_file_runs_like_the_saved_model_and_tf2onnx_is_restored(saved_m
     path = onnx_converter.to_onnx(saved_model, tmp_path / "lean.onnx")
     assert graph.Node.update_proto is original and constants.ENV_TF2ONNX_CATCH_ERRORS not in os.environ
     x = np.random.default_rng(0).random((4, 32, 32, 3), dtype=np.float32)
-    np.testing.assert_allclose(OnnxRunner(str(path)).predict(x), SavedModelRunner(saved_model).predict(x),
-                               atol=1e-5)
+    expected = SavedModelRunner(saved_model).predict(x)
+    # Two runtimes (oneDNN vs MLAS kernels) round differently through ~50 random-weight convs: the export's
+    # own fp32 floor (relative to the output range) is the limit, not one machine's difference (1e-5 on CI).
+    limit = FP32_GATE["noise_floor"] * float(np.ptp(expected))
+    np.testing.assert_allclose(OnnxRunner(str(path)).predict(x), expected, rtol=0, atol=limit)
