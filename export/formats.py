@@ -13,7 +13,8 @@ Every converter module exposes one contract, `write(context, precision, path)`, 
 Gates (keys are checked by `export.verify`): `min_agreement` (top-1 agreement with the reference),
 `max_accuracy_drop` (points), `noise_multiple` + `noise_floor` (fp32: max logit error <= max(multiple x the
 reference's own float noise, floor), both relative to the reference's output range), `max_rel_err` (an explicit
-error limit; replaces the noise rule when given, e.g. by `--gate fp32.max_rel_err=1e-5`).
+error limit; replaces the noise rule when given, e.g. by `--gate fp32.max_rel_err=1e-5`), `max_samples` (the
+first held-out samples the row is checked on; fp32: 64, `--gate fp32.max_samples=1000` checks more).
 
 Example:
     >>> [(f.name, p) for f, p in plan(["tflite", "onnx"], ["int8"])]
@@ -28,7 +29,11 @@ from export.core.errors import UserError
 
 # fp32: a correct conversion differs from the reference only by float rounding, so its limit is derived
 # from the reference's own rounding noise (see export.verify.error_limit for the rule and its reasons).
-FP32_GATE = {"min_agreement": 1.0, "noise_multiple": 20.0, "noise_floor": 1e-4}
+# It is checked on the FP32_SAMPLES held-out samples the noise is measured on: a wrong float conversion
+# (a swapped channel, a changed weight, a wrong op) is wrong on every input, while agreement rates (fp16,
+# quantized rows) are statistics and take every held-out sample (`max_samples`, export.verify.checked_samples).
+FP32_SAMPLES = 64
+FP32_GATE = {"min_agreement": 1.0, "noise_multiple": 20.0, "noise_floor": 1e-4, "max_samples": FP32_SAMPLES}
 FP16_GATE = {"min_agreement": 0.995}
 INTEGER_GATE = {"min_agreement": 0.98, "max_accuracy_drop": 1.0}
 

@@ -32,7 +32,7 @@ import os
 import numpy as np
 
 from export.core.errors import UserError
-from export.formats import default_gates
+from export.formats import FP32_SAMPLES, default_gates
 
 DEFAULT_GATES = default_gates()  # {precision: gate}, a view of export.formats.VARIANTS
 # log p is clipped here. Not at float32's smallest normal (2^-126): runtimes flush softmax's exp to zero at
@@ -41,10 +41,11 @@ DEFAULT_GATES = default_gates()  # {precision: gate}, a view of export.formats.V
 # classes below it (p < 1e-30) carry no usable logit. Clipping both sides never increases a difference.
 PROBABILITY_FLOOR = 2.0 ** -100
 PROBABILITY_SUM_TOLERANCE = 1e-3  # rows of a float32 softmax sum to 1 within ~1e-6; int8 ones within 1/256 x N
-NOISE_SAMPLES = 64  # samples the reference is re-run on (batch 1) to measure its own float noise
+NOISE_SAMPLES = FP32_SAMPLES  # samples the reference is re-run on (batch 1) to measure its own float noise
 NOISE_RULE_KEYS = ("noise_multiple", "noise_floor")  # an explicit max_rel_err replaces these
-GATE_KEYS = ("max_rel_err", "min_agreement", "max_accuracy_drop") + NOISE_RULE_KEYS + ("min_sqnr_db",)  # last:
-# feature outputs of multi-output models (export.output_parity)
+GATE_KEYS = ("max_rel_err", "min_agreement", "max_accuracy_drop") + NOISE_RULE_KEYS + ("min_sqnr_db",
+                                                                                         "max_samples")
+# min_sqnr_db: feature outputs of multi-output models (export.output_parity); max_samples: `checked_samples`
 LATENCY_RUNS = 30
 LATENCY_WARMUP = 5
 
@@ -81,6 +82,17 @@ GATE_CHECKS = {
     "accuracy_drop": (lambda gate, m: gate.get("max_accuracy_drop"), operator.le,
                       "accuracy drop {v:.2f} points > {l:g}"),
 }
+
+
+def checked_samples(gate, count):
+    """How many of `count` held-out samples a row under `gate` is checked on: all, or the gate's `max_samples`
+    (fp32: the samples the reference noise is measured on, see `export.formats.FP32_SAMPLES`).
+
+    Example:
+        >>> checked_samples({"max_samples": 64.0}, 360), checked_samples({"min_agreement": 0.98}, 360)
+        (64, 360)
+    """
+    return min(count, max(1, int(gate["max_samples"]))) if "max_samples" in gate else count
 
 
 def parse_gate(text):
@@ -239,11 +251,14 @@ def verify_runner(runner, precision, x, reference, labels=None, gates=None, late
                   latency_warmup=LATENCY_WARMUP, noise=0.0):
     """Run `runner` on `x`, compare with `reference` (whose own noise is `noise`), time batch-1 calls.
 
-    Returns the parity dict: `parity_metrics`, "latency_ms_median", "gate", "failures", "passed". A reference
-    with several outputs (`export.outputs.Outputs`) is compared output by output (`export.output_parity`).
+    Returns the parity dict: `parity_metrics`, "latency_ms_median", "gate", "failures", "passed"; the first
+    `checked_samples` of `x` are compared (fp32: 64, every sample otherwise). A reference with several
+    outputs (`export.outputs.Outputs`) is compared output by output (`export.output_parity`).
     """
-    from export.outputs import Outputs
+    from export.outputs import Outputs, head
 
+    count = checked_samples((gates or DEFAULT_GATES).get(precision, {}), len(x))
+    x, reference, labels = x[:count], head(reference, count), None if labels is None else labels[:count]
     if isinstance(reference, Outputs):
         from export.output_parity import verify_outputs
 

@@ -105,7 +105,8 @@ def test_merge_gates_from_strings_and_dicts():
     merged = merge_gates(["int8.min_agreement=0.9", "fp16.max_accuracy_drop=2"])
     assert merged["int8"] == {"min_agreement": 0.9, "max_accuracy_drop": 1.0}
     assert merged["fp16"] == {"min_agreement": 0.995, "max_accuracy_drop": 2.0}
-    assert merge_gates({"fp32": {"max_rel_err": "1e-3"}})["fp32"] == {"max_rel_err": 1e-3, "min_agreement": 1.0}
+    assert merge_gates({"fp32": {"max_rel_err": "1e-3"}})["fp32"] == {"max_rel_err": 1e-3, "min_agreement": 1.0,
+                                                                     "max_samples": 64}
     assert merge_gates(None) == DEFAULT_GATES
     assert DEFAULT_GATES["int8"]["min_agreement"] == 0.98  # defaults are not modified by merging
 
@@ -166,6 +167,21 @@ def test_verify_runner_uses_given_gates(keras_runner):
     gates = merge_gates(["fp32.max_rel_err=1"])
     assert verify_runner(runner, "fp32", x, reference, gates=gates, latency_runs=0)["passed"] is True
     assert verify_runner(runner, "fp32", x, reference, latency_runs=0)["passed"] is False
+
+
+def test_fp32_rows_are_checked_on_their_gate_samples_and_other_rows_on_all(keras_runner):
+    """fp32 checks the first `max_samples` held-out samples (a wrong float file is wrong on every input);
+    `--gate fp32.max_samples=N` widens it, and agreement-gated precisions always take every sample."""
+    runner, x = keras_runner
+    reference = runner.predict(x)
+    reference[-1, (reference[-1].argmax() + 1) % 5] += 100.0  # only the last sample differs
+    narrow = merge_gates(["fp32.max_samples=8"])
+    parity = verify_runner(runner, "fp32", x, reference, gates=narrow, latency_runs=0)
+    assert parity["samples"] == 8 and parity["passed"] is True
+    parity = verify_runner(runner, "fp32", x, reference, gates=merge_gates(["fp32.max_samples=12"]), latency_runs=0)
+    assert parity["samples"] == 12 and parity["passed"] is False
+    assert verify_runner(runner, "int8", x, reference, gates=narrow, latency_runs=0)["samples"] == 12
+    assert DEFAULT_GATES["fp32"]["max_samples"] == 64 and "max_samples" not in DEFAULT_GATES["int8"]
 
 
 def test_error_gated_precisions_compare_probabilities_as_logits():

@@ -80,7 +80,8 @@ def test_tolerance_is_a_multiple_of_the_noise_with_a_floor():
 
 
 def test_explicit_max_rel_err_replaces_the_noise_rule():
-    assert merge_gates(["fp32.max_rel_err=1e-3"])["fp32"] == {"min_agreement": 1.0, "max_rel_err": 1e-3}
+    assert merge_gates(["fp32.max_rel_err=1e-3"])["fp32"] == {"min_agreement": 1.0, "max_rel_err": 1e-3,
+                                                         "max_samples": FP32_GATE["max_samples"]}
     assert merge_gates(["fp32.noise_multiple=50"])["fp32"] == {**FP32_GATE, "noise_multiple": 50.0}
 
 
