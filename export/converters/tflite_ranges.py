@@ -5,8 +5,8 @@ Every int8/int16x8 conversion runs in the converter's own two steps, with the ra
 1. calibrate: the configured converter with `_experimental_calibrate_only` returns the float flatbuffer in
    which its calibrator recorded each activation tensor's min/max (`tensor.quantization.min/max`) — fed ONE
    sample: it only has to mark the tensors to calibrate. TF's calibrator runs every op with a logging kernel,
-   ~1.7 s per ResNet-50 sample on a loaded 2-core Xeon against 0.36 s in LiteRT with 2 threads;
-2. min/max: that flatbuffer runs in LiteRT (`experimental_preserve_all_tensors`, every core) on all
+   ~1.7 s per ResNet-50 sample on a loaded 2-core Xeon against 0.064 s in LiteRT with 2 threads;
+2. min/max: that flatbuffer runs in LiteRT (marked tensors as graph outputs, XNNPACK, every core) on all
    calibration samples; each marked tensor's running min/max is its range (what the calibrator records);
    other methods run it once more for histograms (`export.calibration.Histograms`) over those ranges;
 3. the method's ranges replace the recorded min/max (`with_ranges`), and the edited flatbuffer is quantized by
@@ -22,7 +22,6 @@ Example:
     >>> flatbuffer = convert(converter, "int8", "percentile")  # a configured TFLiteConverter  # doctest: +SKIP
 """
 import os
-import warnings
 
 import numpy as np
 
@@ -56,14 +55,27 @@ def with_ranges(flatbuffer, ranges):
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def activation_batches(flatbuffer, sample_inputs, indices):
-    """Per calibration sample, {tensor index: values} of `indices`, running the float flatbuffer in LiteRT."""
+def with_outputs(flatbuffer, indices):
+    """The flatbuffer with the main subgraph's `indices` added to its outputs (in LiteRT's default XNNPACK
+    delegate a graph output is written out; other intermediate tensors live only inside the delegate)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
+    subgraph = model.subgraphs[SUBGRAPH]
+    present = {int(index) for index in subgraph.outputs}
+    added = [int(index) for index in indices if int(index) not in present]
+    subgraph.outputs = np.array([*map(int, subgraph.outputs), *added], dtype=np.int32)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _invoked(flatbuffer, sample_inputs, indices):
+    """Per calibration sample, the interpreter after running it on the float flatbuffer, `indices` made graph
+    outputs (`with_outputs`) so LiteRT's fast XNNPACK kernels compute them (TF's calibrator and
+    `experimental_preserve_all_tensors` run the builtin kernels). ResNet-50, 224 x 224, 2 threads, Xeon AVX-512:
+    57.6 ms a sample with its 79 calibrated tensors as outputs (46.8 plain) against 131 with every tensor kept."""
     from ai_edge_litert.interpreter import Interpreter
 
-    with warnings.catch_warnings():  # "intended for debugging purposes only": here it is the point
-        warnings.simplefilter("ignore", UserWarning)
-        interpreter = Interpreter(model_content=bytes(flatbuffer), experimental_preserve_all_tensors=True,
-                                  num_threads=os.cpu_count())
+    interpreter = Interpreter(model_content=with_outputs(flatbuffer, indices), num_threads=os.cpu_count())
     interpreter.allocate_tensors()
     inputs = [detail["index"] for detail in interpreter.get_input_details()]
     for sample in sample_inputs():
@@ -74,6 +86,12 @@ def activation_batches(flatbuffer, sample_inputs, indices):
                 interpreter.allocate_tensors()
             interpreter.set_tensor(index, value)
         interpreter.invoke()
+        yield interpreter
+
+
+def activation_batches(flatbuffer, sample_inputs, indices):
+    """Per calibration sample, {tensor index: values (a copy)} of `indices`, from the float flatbuffer in LiteRT."""
+    for interpreter in _invoked(flatbuffer, sample_inputs, indices):
         yield {index: interpreter.get_tensor(index) for index in indices}
 
 
@@ -124,13 +142,16 @@ def graph_io(flatbuffer):
 
 
 def minmax_ranges(flatbuffer, sample_inputs, indices):
-    """{tensor index: (min, max)} of `indices` over every calibration sample (one streaming pass)."""
-    lows, highs = {}, {}
-    for batch in activation_batches(flatbuffer, sample_inputs, indices):
-        for index, values in batch.items():
-            lows[index] = min(lows.get(index, np.inf), float(np.min(values)))
-            highs[index] = max(highs.get(index, -np.inf), float(np.max(values)))
-    return {index: (lows[index], highs[index]) for index in lows}
+    """{tensor index: (min, max)} of `indices` over every calibration sample (one streaming pass; each tensor
+    is read in place, a view released before the next sample runs: 64 ms a ResNet-50 sample, 97 with copies)."""
+    lows, highs = dict.fromkeys(indices, np.inf), dict.fromkeys(indices, -np.inf)
+    for interpreter in _invoked(flatbuffer, sample_inputs, indices):
+        for index in indices:
+            values = interpreter.tensor(index)()
+            lows[index] = min(lows[index], float(values.min()))
+            highs[index] = max(highs[index], float(values.max()))
+            del values
+    return {index: (lows[index], highs[index]) for index in indices}
 
 
 def method_ranges(flatbuffer, sample_inputs, method, scheme):
