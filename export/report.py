@@ -63,10 +63,24 @@ def quantization_note(artifact):
     return f"worst layers: {worst}{tried}"
 
 
+def saturation_note(artifact):
+    """A note when no compared sample had a usable logit besides the top one (`export.verify.informative_samples`):
+    the error column then says nothing about the conversion ("" otherwise).
+
+    Example:
+        >>> saturation_note({"parity": {"samples": 64, "informative_samples": 0}})
+        'softmax saturated on all 64 samples: logit error not measurable'
+    """
+    parity = artifact.get("parity") or {}
+    if parity.get("informative_samples") != 0:
+        return ""
+    return f"softmax saturated on all {parity['samples']} samples: logit error not measurable"
+
+
 def _result_cell(artifact):
     from export.slow_kernels import note as slow_kernels_note
 
-    notes = [n for n in (quantization_note(artifact), slow_kernels_note(artifact)) if n]
+    notes = [n for n in (quantization_note(artifact), saturation_note(artifact), slow_kernels_note(artifact)) if n]
     return _result(artifact.get("parity") or {}) + "".join(f" — {n}" for n in notes)
 
 

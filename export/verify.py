@@ -200,6 +200,16 @@ def reference_noise(runner, x, reference, samples=NOISE_SAMPLES):
     return float(np.abs(first - second).max())
 
 
+def informative_samples(logits):
+    """Samples whose log-probabilities (`as_logits`) have a second class above the floor: on the others the
+    softmax saturated (one class 1.0, the rest below 2^-100, as a random-init ResNet-50 gives), so a logit
+    error cannot show there.
+
+    Example: informative_samples(as_logits(np.array([[1.0, 0.0], [0.9, 0.1]]))) -> 1
+    """
+    return int(np.sum((logits > np.log(PROBABILITY_FLOOR)).sum(-1) >= 2))
+
+
 def _top1_agreement(reference, outputs, margin):
     """Fraction of samples whose output top-1 is a reference top-1 up to `margin` (a tie the gate allows)."""
     chosen = reference[np.arange(len(reference)), outputs.argmax(-1)]
@@ -228,6 +238,8 @@ def parity_metrics(reference, outputs, labels=None, noise=0.0, gate=None):
                "max_rel_err": float(error.max()) / output_range, "reference_noise": noise,
                "noise_rel_err": noise_rel_err, "tolerance": limit,
                "top1_agreement": _top1_agreement(ref, out, 2 * (limit or 0.0) * output_range)}
+    if space == "logits":
+        metrics["informative_samples"] = informative_samples(ref)
     if labels_usable(labels, ref):
         accuracy = float(np.mean(out.argmax(-1) == labels))
         reference_accuracy = float(np.mean(ref.argmax(-1) == labels))

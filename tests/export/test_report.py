@@ -124,3 +124,13 @@ def test_summary_table_rows_and_colours():
     console.print(table)
     rendered = console.export_text()
     assert "m_fp32.tflite" in rendered and "FAIL: not verified" in rendered and "[green]" not in rendered
+
+
+def test_a_saturated_fp32_comparison_says_its_error_is_not_measurable():
+    from export.report import row_cells
+
+    saturated = {"file": "m_fp32.onnx", "format": "onnx", "precision": "fp32", "size_bytes": 10, "gzip_bytes": 5,
+                 "parity": {"passed": True, "samples": 64, "informative_samples": 0, "max_abs_err": 0.0}}
+    assert row_cells(saturated)[-1] == "PASS — softmax saturated on all 64 samples: logit error not measurable"
+    saturated["parity"]["informative_samples"] = 3
+    assert row_cells(saturated)[-1] == "PASS"

@@ -192,3 +192,12 @@ def test_error_gated_precisions_compare_probabilities_as_logits():
     assert metrics["compared"] == "logits"
     assert metrics["max_abs_err"] == pytest.approx(abs(np.log(0.3) - np.log(0.2)))
     assert parity_metrics(REFERENCE, outputs, LABELS, gate=INT8)["compared"] == "outputs"
+
+
+def test_saturated_softmax_samples_are_counted_as_uninformative():
+    """One class at 1.0 and the rest below 2^-100 leaves no logit to compare: such samples are not informative."""
+    saturated = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 1e-35]])
+    metrics = parity_metrics(saturated, saturated, gate=DEFAULT_GATES["fp32"])
+    assert metrics["compared"] == "logits" and metrics["informative_samples"] == 0 and metrics["max_abs_err"] == 0
+    assert parity_metrics(REFERENCE, REFERENCE, gate=DEFAULT_GATES["fp32"])["informative_samples"] == 4
+    assert "informative_samples" not in parity_metrics(REFERENCE, REFERENCE, gate=INT8)  # outputs compared as they are
