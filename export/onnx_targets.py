@@ -40,8 +40,9 @@ class OnnxTarget:
 
     def facts(self):
         """The manifest / metadata record of this target (JSON-able)."""
+        why_float = {"float_reason": self.float_reason} if self.float_below_channels else {}
         return {"name": self.name, "activations": self.activations, "weights": self.weights,
-                "reduce_range": self.reduce_range, "float_below_channels": self.float_below_channels}
+                "reduce_range": self.reduce_range, "float_below_channels": self.float_below_channels, **why_float}
 
 
 SMALL_CONV_REASON = (

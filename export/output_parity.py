@@ -42,15 +42,17 @@ FEATURE_GATE_KEYS = ("max_rel_err", "noise_multiple", "noise_floor", "min_sqnr_d
 
 
 def sqnr_db(reference, outputs):
-    """Signal-to-noise ratio (dB) of `outputs` against `reference` over every element, capped at `SQNR_CAP_DB`."""
-    reference = np.asarray(reference, dtype="float64")
-    noise = float(np.sum((np.asarray(outputs, dtype="float64") - reference) ** 2))
-    signal = float(np.sum(reference ** 2))
-    if noise == 0.0:
+    """Signal-to-noise ratio (dB) of `outputs` against `reference` over every element (the quantization
+    report's `ErrorStats` definition), within ±`SQNR_CAP_DB` so JSON holds it: bit-exact is +cap, noise on an
+    all-zero reference -cap."""
+    from export.quantreport.stats import ErrorStats
+
+    stats = ErrorStats()
+    stats.add(reference, outputs)
+    if stats.noise == 0.0:
         return SQNR_CAP_DB
-    if signal == 0.0:
-        return -SQNR_CAP_DB
-    return float(min(SQNR_CAP_DB, 10.0 * np.log10(signal / noise)))
+    value = stats.sqnr_db()
+    return -SQNR_CAP_DB if value is None else float(min(SQNR_CAP_DB, value))
 
 
 def sample_sqnr_db(reference, outputs):

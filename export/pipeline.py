@@ -532,16 +532,15 @@ def _write_results(run, artifacts, target_checks, reference_facts, optimization_
 
 def _reference_facts(runner, outputs, x, y, latency_runs, source, model):
     from export.outputs import class_scores_of
-    from export.verify import labels_usable
+    from export.verify import top1_accuracy
 
     outputs = class_scores_of(outputs)  # the class scores accuracy is measured on (None for features only)
     latencies = runner.latency_ms(x[:1], runs=latency_runs) if latency_runs else []
     facts = {"description": f"{source.name} ({'optimized tf_keras' if model is not source.model else 'source'} "
                             f"model in {'TensorFlow' if model is None else 'Keras'})",
              "samples": int(len(x)), "latency_ms_median": float(np.median(latencies)) if latencies else None}
-    if outputs is not None and labels_usable(y, outputs):
-        facts["accuracy"] = float(np.mean(outputs.argmax(-1) == y))
-    return facts
+    accuracy = None if outputs is None else top1_accuracy(y, outputs)
+    return facts if accuracy is None else {**facts, "accuracy": accuracy}
 
 
 def _optimize(run, work):

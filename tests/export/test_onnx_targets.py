@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from export.core.cpu import cpu_facts
-from export.onnx_targets import (TARGETS, default_target, host_note, quantized_types, quantized_weights,
+from export.onnx_targets import (SMALL_CONV_REASON, TARGETS, default_target, host_note, quantized_types, quantized_weights,
                                  resolve_target, saturation_problems)
 from tests.helpers import assert_one_line_user_error
 
@@ -79,7 +79,7 @@ def test_manifest_and_metadata_record_the_target(avx2_export):
     int8, dynamic = entry(avx2_export, "int8"), entry(avx2_export, "dynamic")
     facts = {key: value for key, value in int8["onnx_target"].items() if key != "float_convs"}
     assert facts == {"name": "x86-avx2", "activations": "uint8", "weights": "int8", "reduce_range": True,
-                     "float_below_channels": 16}
+                     "float_below_channels": 16, "float_reason": SMALL_CONV_REASON}
     assert dynamic["onnx_target"]["weights"] == "uint8" and "onnx_target" not in entry(avx2_export, "fp32")
     path = os.path.join(avx2_export.output_dir, int8["file"])
     card = json.loads(read_metadata(path)["reszoo_manifest"])
