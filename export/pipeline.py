@@ -253,7 +253,8 @@ def _export_into(run):
     work = os.path.join(run.root, ".work")
     os.makedirs(work)
     with run.steps.step("optimize" if run.request.optimizing else "prepare"):
-        model, optimization_report = _optimize(run, work) if run.request.optimizing else (run.source.model, {})
+        model, optimization_report, original_hits = _optimize(run, work) if run.request.optimizing else (
+            run.source.model, {}, None)
     traced_model, equalization = _equalized(run, model)
     with run.steps.step("trace SavedModel"):
         saved_model_dir = _trace(run, traced_model, work)
@@ -272,7 +273,7 @@ def _export_into(run):
     _write_quant_report(run, quantization.pop("reports"))
     remove_created(work)
     return _write_results(run, artifacts, target_checks, reference["facts"], optimization_report, common,
-                          quantization)
+                          quantization, original_hits)
 
 
 QUANTIZED = ("int8", "int16x8", "dynamic")  # precisions whose rows get a per-layer quantization report
@@ -502,7 +503,8 @@ def _write_quant_report(run, reports):
             write_quant_report(run.root, reports)
 
 
-def _write_results(run, artifacts, target_checks, reference_facts, optimization_report, common, quantization):
+def _write_results(run, artifacts, target_checks, reference_facts, optimization_report, common, quantization,
+                   original_hits=None):
     """manifest.json, report.json and report.md; the ExportResult."""
     from export.manifest import MANIFEST_FILE, SCHEMA_VERSION, write_json
     from export.optimize.gate import against_original
@@ -510,7 +512,7 @@ def _write_results(run, artifacts, target_checks, reference_facts, optimization_
 
     request, data = run.request, run.data
     gate = optimization_report.get("gate") or {}
-    against_original(artifacts, gate.get("original_accuracy"))
+    against_original(artifacts, original_hits)
     passed = all(a["parity"]["passed"] for a in artifacts) and all(c["passed"] for c in target_checks.values())
     passed = passed and gate.get("passed", True)
     data_facts = {"source": data["train"].source, "held_out_fraction": 0.2, "split_seed": 0,
@@ -544,8 +546,10 @@ def _reference_facts(runner, outputs, x, y, latency_runs, source, model):
 
 
 def _optimize(run, work):
-    """(optimized model, report) of the prune/cluster/QAT steps; report["gate"] compares every step's held-out
-    accuracy with the ORIGINAL model's (`export.optimize.gate`), QAT only kept when not below PTQ."""
+    """(optimized model, report, original hits) of the prune/cluster/QAT steps; report["gate"] compares every
+    step's held-out accuracy with the ORIGINAL model's (`export.optimize.gate`), QAT only kept when not below
+    PTQ; the hits (per held-out sample: the original's top-1 is its label, None without usable labels) let
+    every artifact be compared with the original on the samples it was checked on."""
     from export.data.splits import prepare
     from export.optimize import apply
     from export.optimize.gate import DEFAULT_MAX_DROP, evaluate_gate
@@ -559,21 +563,29 @@ def _optimize(run, work):
         request.optimizations.get("qat") else None
     optimized, report = apply(model, request.optimizations, (x_train, data["train"].y), run.steps.progress,
                               evaluate=evaluate, ptq_accuracy=ptq)
-    report["held_out_accuracy_before"] = evaluate(model)
+    original_hits = _held_out_hits(model, x, y)
+    report["held_out_accuracy_before"] = None if original_hits is None else float(np.mean(original_hits))
     report["held_out_accuracy_after"] = evaluate(optimized)
     max_drop = DEFAULT_MAX_DROP if request.max_optimization_drop is None else request.max_optimization_drop
     report["gate"] = evaluate_gate(report["held_out_accuracy_before"], report["steps"], max_drop,
                                    request.optimizations, len(x_train))
-    return optimized, report
+    return optimized, report, original_hits
+
+
+def _held_out_hits(model, x, y):
+    """Per held-out sample, whether `model`'s top-1 is its label; None when the labels cannot score it."""
+    from export.runtimes import KerasRunner
+    from export.verify import labels_usable
+
+    outputs = KerasRunner.from_model(model).predict(x)
+    return (np.asarray(outputs).argmax(-1) == y) if labels_usable(y, outputs) else None
 
 
 def _held_out_accuracy(x, y):
     """evaluate(model) -> accuracy of a Keras/tf_keras model on (x, y), None when labels cannot score it."""
-    from export.runtimes import KerasRunner
-    from export.verify import top1_accuracy
-
     def evaluate(model):
-        return top1_accuracy(y, KerasRunner.from_model(model).predict(x))
+        hits = _held_out_hits(model, x, y)
+        return None if hits is None else float(np.mean(hits))
 
     return evaluate
 

@@ -14,6 +14,8 @@ Example:
     >>> gate["passed"], gate["rows"][0]["delta_pts"], failure_line(gate)
     (False, -5.9, 'optimization prune 50 %: held-out accuracy 90.6 % -> 84.7 % (-5.9 pts, allowed -1.0)')
 """
+import numpy as np
+
 DEFAULT_MAX_DROP = 1.0  # percentage points of held-out accuracy an optimization may cost
 
 # what to try when a step fails, from what was asked: (option the hint is about, text template)
@@ -93,10 +95,19 @@ def failure_line(gate):
             f"{percent(row['accuracy_after'])} ({row['delta_pts']:+.1f} pts, allowed -{gate['max_drop_pts']:g})")
 
 
-def against_original(artifacts, original_accuracy):
-    """Add parity["accuracy_delta_vs_original"] (points) to every artifact entry with a measured accuracy."""
+def against_original(artifacts, original_hits):
+    """Add parity["accuracy_delta_vs_original"] (points) to every artifact entry with a measured accuracy.
+
+    `original_hits`: per held-out sample, whether the original model's top-1 is its label (None: not measured).
+    Each artifact is compared with the original on the samples it was checked on, the first parity["samples"]
+    (fp32 files: 64, `export.verify.checked_samples`), so both accuracies count the same images.
+
+    Example: against_original([{"parity": {"samples": 2, "accuracy": 0.5}}], np.array([True, True, False]))
+    -> parity["accuracy_delta_vs_original"] == -50.0
+    """
     for artifact in artifacts:
         parity = artifact.get("parity") or {}
-        if original_accuracy is not None and parity.get("accuracy") is not None:
-            parity["accuracy_delta_vs_original"] = round(100 * (parity["accuracy"] - original_accuracy), 2)
+        if original_hits is not None and parity.get("accuracy") is not None:
+            original = float(np.mean(original_hits[:parity["samples"]]))
+            parity["accuracy_delta_vs_original"] = round(100 * (parity["accuracy"] - original), 2)
     return artifacts

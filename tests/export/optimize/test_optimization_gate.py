@@ -5,6 +5,7 @@ conversions of the tiny ResNet trained on the harder digits task (`hard_digits`,
 """
 import json
 
+import numpy as np
 import pytest
 
 from export.core.errors import UserError
@@ -48,6 +49,18 @@ def test_without_labels_the_gate_says_it_was_not_measured():
                                                  ("qat", {"qat": True}, "QAT")])
 def test_steps_are_named_after_what_was_asked(step, options, name):
     assert step_name(step, options) == name
+
+
+def test_artifacts_are_compared_with_the_original_on_the_samples_they_were_checked_on():
+    from export.optimize.gate import against_original
+
+    hits = np.array([True, True, False, False])  # the original: 2 of 4, but 2 of the first 2
+    artifacts = [{"parity": {"samples": 2, "accuracy": 0.5}}, {"parity": {"samples": 4, "accuracy": 0.5}},
+                 {"parity": {"samples": 4, "accuracy": None}}]
+    against_original(artifacts, hits)
+    assert [a["parity"].get("accuracy_delta_vs_original") for a in artifacts] == [-50.0, 0.0, None]
+    assert "accuracy_delta_vs_original" not in against_original([{"parity": {"samples": 4, "accuracy": 0.5}}],
+                                                                None)[0]["parity"]
 
 
 def test_the_table_has_the_optimization_row_and_artifact_changes_against_the_original():
@@ -94,7 +107,9 @@ SEVERE_PRUNE = ("--prune", "0.8", "--finetune-epochs", "1")
 
 def test_a_prune_losing_more_than_allowed_exits_1_with_one_line_giving_the_drop(hard_model_path, hard_npz,
                                                                                  run_cli, tmp_path):
-    result = run_cli(*prune_args(hard_model_path, hard_npz, tmp_path / "out", *SEVERE_PRUNE))
+    # the fp32 file checked on every held-out sample (not the default 64), as the gate's accuracies are
+    result = run_cli(*prune_args(hard_model_path, hard_npz, tmp_path / "out", *SEVERE_PRUNE,
+                                 "--gate", "fp32.max_samples=100000"))
     assert result.returncode == 1, result.stderr[-2000:]
     verdict = [line for line in result.stdout.splitlines() if line.startswith("FAILED:")]
     assert len(verdict) == 1 and "optimization prune 80 %: held-out accuracy" in verdict[0], result.stdout
