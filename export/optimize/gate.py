@@ -12,7 +12,7 @@ Example:
     >>> gate = evaluate_gate(0.906, steps, max_drop=1.0, options={"prune": 0.5, "finetune_epochs": 2},
     ...                      train_samples=676)
     >>> gate["passed"], gate["rows"][0]["delta_pts"], failure_line(gate)
-    (False, -5.9, 'optimization prune 50 %: held-out accuracy 90.6 % -> 84.7 % (-5.9 pts, allowed -1.0)')
+    (False, -5.9, 'optimization prune 50 %: held-out accuracy 90.6 % -> 84.7 % (-5.9 pts, allowed -1)')
 """
 import numpy as np
 
