@@ -181,6 +181,19 @@ def build_report(manifest, reference, passed, wall_time_s, notes=(), step_second
             "notes": list(notes)}
 
 
+def fewer_samples_lines(artifacts, held_out):
+    """A line naming the artifacts checked on fewer than the `held_out` samples (fp32: the gate's `max_samples`;
+    the .keras round trip), so the reference line's count is not read as every row's ([] when none).
+
+    Example:
+        >>> fewer_samples_lines([{"file": "m_fp32.onnx", "parity": {"samples": 64}}], 360)
+        ['Checked on fewer samples (gate `max_samples`, round trip): m_fp32.onnx 64.', '']
+    """
+    fewer = [f"{a['file']} {a['parity']['samples']}" for a in artifacts
+             if held_out and (a.get("parity") or {}).get("samples", held_out) < held_out]
+    return [f"Checked on fewer samples (gate `max_samples`, round trip): {', '.join(fewer)}.", ""] if fewer else []
+
+
 def _markdown(report):
     reference = report["reference"]
     lines = [f"# Export report: {'PASSED' if report['passed'] else 'FAILED'}", "",
@@ -188,6 +201,7 @@ def _markdown(report):
              f"median batch-1 latency {_number(reference.get('latency_ms_median'), '.3f')} ms "
              f"({reference.get('samples')} held-out samples from {(report.get('data') or {}).get('source')}).", "",
              markdown_table(report["artifacts"], (report.get("optimizations") or {}).get("gate")), ""]
+    lines += fewer_samples_lines(report["artifacts"], reference.get("samples"))
     lines += optimization_lines((report.get("optimizations") or {}).get("gate"))
     if has_several_outputs(report["artifacts"]):
         lines += ["## Outputs", "", "Every output against the reference output of the same name (class scores: "

@@ -134,3 +134,13 @@ def test_a_saturated_fp32_comparison_says_its_error_is_not_measurable():
     assert row_cells(saturated)[-1] == "PASS — softmax saturated on all 64 samples: logit error not measurable"
     saturated["parity"]["informative_samples"] = 3
     assert row_cells(saturated)[-1] == "PASS"
+
+
+def test_report_names_the_artifacts_checked_on_fewer_samples_than_the_reference():
+    from export.report import fewer_samples_lines
+
+    artifacts = [{"file": "m.keras", "parity": {"samples": 32}}, {"file": "m_fp32.onnx", "parity": {"samples": 64}},
+                 {"file": "m_int8.onnx", "parity": {"samples": 360}}]
+    assert fewer_samples_lines(artifacts, 360)[0] == ("Checked on fewer samples (gate `max_samples`, round trip): "
+                                                       "m.keras 32, m_fp32.onnx 64.")
+    assert fewer_samples_lines(artifacts[2:], 360) == []
