@@ -372,7 +372,7 @@ def _convert_and_verify(run, row, context, reference, common, quantization):
     if facts:
         entry["quantization"] = facts
     if card and card["reszoo_manifest"].get("onnx_target"):
-        entry["onnx_target"] = card["reszoo_manifest"]["onnx_target"]
+        entry["onnx_target"] = dict(card["reszoo_manifest"]["onnx_target"])  # the card was written; not aliased
         if row.precision == "int8":
             from export.converters.onnx_passes import float_convs
 

@@ -219,6 +219,9 @@ def _markdown(report):
     return "\n".join(lines) + "\n"
 
 
+PROFILE_STEPS = 5  # slowest steps listed in report.md
+
+
 def _profile_lines(profile):
     """report.md's profile: the slowest steps and the peak memory."""
     if not profile:
@@ -226,9 +229,6 @@ def _profile_lines(profile):
     slowest = sorted(profile["step_seconds"].items(), key=lambda item: -item[1])[:PROFILE_STEPS]
     steps = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in slowest)
     return [f"Slowest steps: {steps or '—'}; peak resident memory {_number(profile['peak_rss_mb'], '.0f')} MiB."]
-
-
-PROFILE_STEPS = 5  # slowest steps listed in report.md
 
 
 def optimization_lines(gate):

@@ -60,6 +60,8 @@ def samples_for_size(height, width):
     16 samples; each per-layer probe runs the cut model once per sample).
     """
     return int(min(DEFAULT_SAMPLES, max(MIN_SAMPLES, -(-SETTLING_PIXELS // (int(height) * int(width))))))
+
+
 REPORT_JSON = "quant_report.json"
 REPORT_MD = "quant_report.md"
 REPORT_PNG = "quant_report.png"
@@ -96,8 +98,8 @@ def layer_report(float_path, quantized_path, format, samples, layer_names=None, 
 
     format: "tflite" (float = the fp32 .tflite of the same SavedModel) or "onnx" (float = the fp32 .onnx the
     quantized one was made from). samples: preprocessed float32 inputs (N, H, W, C), the first `max_samples`
-    (default: `samples_for_size` of their H x W) are run one at a time. layer_names: the Keras model's layer names in order (names rows reliably; without
-    them names come from TF's scopes alone).
+    (default: `samples_for_size` of their H x W) are run one at a time. layer_names: the Keras model's layer
+    names in order (names rows reliably; without them names come from TF's scopes alone).
     Returns {"artifact", "format", "float_reference", "samples", "output": {"sqnr_db", "rel_err"},
     "rows": [row, ...] worst first}.
     """

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from export.core.cpu import cpu_facts
-from export.onnx_targets import (SMALL_CONV_REASON, TARGETS, default_target, host_note, quantized_types, quantized_weights,
-                                 resolve_target, saturation_problems)
+from export.onnx_targets import (SMALL_CONV_REASON, TARGETS, default_target, host_note, quantized_types,
+                                 quantized_weights, resolve_target, saturation_problems)
 from tests.helpers import assert_one_line_user_error
 
 CPUINFO = {
