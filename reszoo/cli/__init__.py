@@ -73,10 +73,38 @@ def _raise_terminated(signum, frame):
 EXIT_INTERRUPTED = {Terminated: (143, "terminated"), KeyboardInterrupt: (130, "aborted")}
 
 
+def interrupt_in(error):
+    """The Ctrl-C / SIGTERM interrupt that `error` is or was caused by (its cause/context chain), else None:
+    click wraps it in Abort, and a native module whose import it cut short raises pybind11's
+    ImportError("initialization failed") from it.
+
+    Example:
+        >>> try:
+        ...     raise ImportError("initialization failed") from KeyboardInterrupt()
+        ... except ImportError as error:
+        ...     type(interrupt_in(error)).__name__
+        'KeyboardInterrupt'
+    """
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def _interrupted(error):
-    """(exit code, word) for Ctrl-C or SIGTERM, also when click wrapped the interrupt in Abort."""
-    cause = error if isinstance(error, KeyboardInterrupt) else (error.__cause__ or error.__context__)
-    return EXIT_INTERRUPTED[Terminated if isinstance(cause, Terminated) else KeyboardInterrupt]
+    """(exit code, word) for Ctrl-C or SIGTERM, also when wrapped (`interrupt_in`)."""
+    return EXIT_INTERRUPTED[Terminated if isinstance(interrupt_in(error), Terminated) else KeyboardInterrupt]
+
+
+def _exit_interrupted(error):
+    code, word = _interrupted(error)
+    click.echo(word, err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # cleanup already ran; skip finalizing a TensorFlow whose import may have been cut short
 
 
 def os_error_line(error):
@@ -133,16 +161,14 @@ def main(argv=None):
     except OSError as error:
         _fail(f"error: {os_error_line(error)}", 2)
     except (KeyboardInterrupt, click.exceptions.Abort) as error:
-        code, word = _interrupted(error)
-        click.echo(word, err=True)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)  # cleanup already ran; skip finalizing a TensorFlow whose import may have been cut short
+        _exit_interrupted(error)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
     except click.ClickException as error:
         _fail(f"error: {error.format_message()}", 2)
     except Exception as error:
+        if interrupt_in(error) is not None:  # Ctrl-C while TensorFlow's native modules were importing
+            _exit_interrupted(error)
         line = tf_file_error_line(error)
         if line is None:
             raise

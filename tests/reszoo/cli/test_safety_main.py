@@ -50,3 +50,19 @@ def test_sigterm_during_export_removes_the_partial_output(tmp_path):
     assert child.returncode == 143 and stderr.strip().splitlines()[-1] == "terminated", stderr[-2000:]
     assert "Traceback" not in stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_an_import_cut_short_by_ctrl_c_or_sigterm_counts_as_the_interrupt():
+    """Ctrl-C while a native module initializes surfaces as pybind11's ImportError("initialization failed") raised
+    from the KeyboardInterrupt: the CLI boundary must end it as the interrupt (one word, 130/143), not a traceback."""
+    from reszoo.cli import Terminated, _interrupted, interrupt_in
+
+    def raised(error, cause):
+        try:
+            raise error from cause
+        except Exception as caught:  # noqa: BLE001 - the chained error is what the boundary sees
+            return caught
+
+    assert _interrupted(raised(ImportError("initialization failed"), KeyboardInterrupt())) == (130, "aborted")
+    assert _interrupted(raised(ImportError("initialization failed"), Terminated())) == (143, "terminated")
+    assert interrupt_in(raised(ImportError("initialization failed"), ValueError())) is None
