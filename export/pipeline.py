@@ -264,7 +264,8 @@ def _export_into(run):
     context = ConvertContext(baked.saved_model_dir if baked else saved_model_dir, work, model,
                              run.data["x_calibration"], run.request.int8_io,
                              bool(optimization_report.get("qat")), _keras_metadata(run), raw_input=baked,
-                             calibration_method=run.request.calibration, onnx_target=run.request.onnx_target)
+                             calibration_method=run.request.calibration, onnx_target=run.request.onnx_target,
+                             small_convs_float=_small_convs_float(run, bool(optimization_report.get("qat"))))
     common = _common_facts(run)
     quantization = {"equalization": equalization, "fallback": _fallback_policy(run), "reports": []}
     artifacts = [_convert_and_verify(run, row, context, reference, common, quantization) for row in run.variants]
@@ -311,6 +312,14 @@ def _fallback_policy(run):
         return {"enabled": False, "reason": f"--target {run.request.target} must stay fully int8"
                 if run.request.target in FULL_INT8_TARGETS else "--no-fallback"}
     return {"enabled": True, "max_float_layers": MAX_FLOAT_LAYERS}
+
+
+def _small_convs_float(run, qat):
+    """Whether TFLite int8 keeps its narrow first convolutions float (`export.converters.tflite.SMALL_CONV_REASON`):
+    not when the file must be fully int8 (`--target edgetpu|micro`, `--int8-io`) or carries QAT's ranges."""
+    from export.fallback import FULL_INT8_TARGETS
+
+    return not (run.request.target in FULL_INT8_TARGETS or run.request.int8_io or qat)
 
 
 def _trace(run, model, work):
@@ -377,6 +386,11 @@ def _convert_and_verify(run, row, context, reference, common, quantization):
             from export.converters.onnx_passes import float_convs
 
             entry["onnx_target"]["float_convs"] = float_convs(path)
+    if (row.format, row.precision) == ("tflite", "int8") and context.small_convs_float:
+        from export.converters import tflite
+
+        entry["small_convs_float"] = {"below_channels": tflite.SMALL_CONV_CHANNELS,
+                                      "float_convs": tflite.float_convs(path), "reason": tflite.SMALL_CONV_REASON}
     if row.format == "micro":
         from export.converters.micro import manifest_facts
 

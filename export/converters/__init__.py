@@ -27,6 +27,7 @@ class ConvertContext:
     keras_metadata: dict = dataclasses.field(default_factory=dict)  # embedded in a .keras artifact
     raw_input: object = None  # export.raw_input.Baked in a --raw-input run (saved_model_dir is then its uint8 graph)
     float_nodes: tuple = ()  # int8 rows: op output (TFLite) / node (ONNX) names kept in float (export.fallback)
+    small_convs_float: bool = False  # TFLite int8: ops before the first conv with >= 16 outputs stay float (tflite)
     calibration_method: str = DEFAULT_METHOD  # how int8/int16x8 activation ranges are chosen (export.calibration)
     onnx_target: str | None = None  # ONNX int8 scheme (export.onnx_targets; None: this host's)
     cache: dict = dataclasses.field(default_factory=dict)  # intermediate files shared between precisions

@@ -61,18 +61,68 @@ def _int16x8(converter, tf, calibration, int8_io):
     return converter
 
 
+# The int8 ops before the first convolution with this many output channels stay float (`small_conv_prefix`),
+# unless the file must be fully int8 (`--target edgetpu|micro`, `--int8-io`): the export's `small_convs_float`.
+SMALL_CONV_CHANNELS = 16
+SMALL_CONV_REASON = (
+    "XNNPACK's int8 convolutions with < 16 output channels lose to its fp32 ones on x86: six 3x3 convs at 32x32, "
+    "Xeon AVX-512 VNNI + AMX, 1 thread: 8 channels int8 0.64x fp32, 16 channels 1.27x, 32 channels 3.6x; shipped "
+    "ResNet-20 (8-channel first stage), same run: fp32 0.319 ms, all int8 0.390 ms, first stage float 0.288 ms "
+    "(on an AVX2-only EPYC its all-int8 file was 0.77x fp32 too)")
+CONV_OUTPUT_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": -1}  # TFLite op -> output-channel axis of its weight
+
+
+def small_conv_prefix(flatbuffer, min_channels=SMALL_CONV_CHANNELS):
+    """Names (first output tensors) of the ops before the first convolution with at least `min_channels` output
+    channels, in execution order; [] when the first convolution already has that many or none has.
+
+    An execution-order prefix holds every ancestor of its ops, so it is one float region with one QUANTIZE
+    after it (as `export.converters.onnx_passes.float_prefix` for ONNX).
+
+    Example:
+        >>> small_conv_prefix(open("resnet20_fp32.tflite", "rb").read())[:1]  # doctest: +SKIP
+        ['resnet20_1/conv1_relu_1/Relu;resnet20_1/conv1_bn_1/batchnorm/add_1;resnet20_1/conv1_conv_1/convolution']
+    """
+    from export.targets import read_graph
+
+    graph = read_graph(flatbuffer)
+    names, small = [], False
+    for op in graph["ops"]:
+        axis = CONV_OUTPUT_AXIS.get(op["op_name"])
+        if axis is not None:
+            if int(graph["tensors"][op["inputs"][1]]["shape"][axis]) >= min_channels:
+                return names if small else []
+            small = True
+        if len(op["outputs"]):
+            names.append(graph["tensors"][op["outputs"][0]]["name"])
+    return []
+
+
+def float_convs(path):
+    """Names of the convolutions of an int8 .tflite file that run in float (the small-conv prefix, the fallback's
+    layers); what the manifest lists for a TFLite int8 file."""
+    from export.targets import read_graph
+
+    graph = read_graph(path)
+    tensors = graph["tensors"]
+    return [tensors[op["outputs"][0]]["name"] for op in graph["ops"] if op["op_name"] in CONV_OUTPUT_AXIS
+            and tensors[op["inputs"][1]]["dtype"] == np.float32]
+
+
 FP32_FILE_CACHE_KEY = "tflite_fp32_file"  # ConvertContext.cache key of the fp32 .tflite file
 INT8_IO_CACHE_KEY = "tflite_int8_int8_io"  # ConvertContext.cache key of the int8 flatbuffer with int8 I/O
 SETTINGS = {"fp32": _fp32, "fp16": _fp16, "dynamic": _dynamic, "int8": _int8, "int16x8": _int16x8}
 
 
-def convert(saved_model_dir, precision, calibration=None, int8_io=False, method=DEFAULT_METHOD, float_nodes=()):
+def convert(saved_model_dir, precision, calibration=None, int8_io=False, method=DEFAULT_METHOD, float_nodes=(),
+            small_convs_float=False):
     """TFLite flatbuffer bytes of the SavedModel at `precision`.
 
     `calibration`: preprocessed float32 samples (N, H, W, C), required for int8 and int16x8.
     `int8_io` only applies to int8 (int8 input and output tensors).
     `method`: how int8/int16x8 activation ranges are calibrated (`export.calibration`; `tflite_ranges`).
     `float_nodes`: int8 only, output tensor names of ops kept in float (selective fallback, `export.fallback`).
+    `small_convs_float`: int8 only, the ops before the first conv with SMALL_CONV_CHANNELS outputs stay float too.
     """
     import tensorflow as tf
 
@@ -85,7 +135,8 @@ def convert(saved_model_dir, precision, calibration=None, int8_io=False, method=
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
     with native_noise_filtered():  # the converter's C++ chatter (fully_quantize: ..., SavedModel reader INFO)
         converter = SETTINGS[precision](converter, tf, calibration, int8_io and precision == "int8")
-        return tflite_ranges.convert(converter, precision, method, float_nodes)
+        prefix = small_conv_prefix if small_convs_float and precision == "int8" else None
+        return tflite_ranges.convert(converter, precision, method, float_nodes, prefix)
 
 
 def write(context, precision, path):
@@ -95,7 +146,7 @@ def write(context, precision, path):
 
         return tflite_raw.write(context, precision, path)
     flatbuffer = convert(context.saved_model_dir, precision, context.calibration, context.int8_io,
-                         context.calibration_method, context.float_nodes)
+                         context.calibration_method, context.float_nodes, context.small_convs_float)
     if precision == "int8" and context.int8_io and not context.float_nodes:  # the micro row embeds these bytes
         context.cache[INT8_IO_CACHE_KEY] = flatbuffer
     write_bytes(path, flatbuffer)

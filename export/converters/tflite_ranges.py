@@ -172,9 +172,10 @@ def _first_sample(sample_inputs):
     return first
 
 
-def convert(converter, precision, method=methods.DEFAULT_METHOD, float_nodes=()):
+def convert(converter, precision, method=methods.DEFAULT_METHOD, float_nodes=(), more_float_nodes=None):
     """The flatbuffer of a configured `converter` at `precision`, activation ranges by calibration `method`,
-    the int8 ops whose output tensors `float_nodes` names kept in float (the quantizer's denylisted nodes).
+    the int8 ops whose output tensors `float_nodes` names kept in float (the quantizer's denylisted nodes), and
+    those `more_float_nodes(float flatbuffer)` names (`export.converters.tflite.small_conv_prefix`).
 
     Uncalibrated precisions are `converter.convert()` as it is.
     """
@@ -184,5 +185,6 @@ def convert(converter, precision, method=methods.DEFAULT_METHOD, float_nodes=())
     sample_inputs = _sample_inputs(converter)
     converter.representative_dataset = _first_sample(sample_inputs)  # marks the tensors; step 2 calibrates
     flatbuffer, input_type, output_type, allow_float = calibrated(converter)
+    float_nodes = list(dict.fromkeys([*float_nodes, *(more_float_nodes(flatbuffer) if more_float_nodes else ())]))
     ranges = method_ranges(flatbuffer, sample_inputs, method, methods.SCHEMES[("tflite", precision)])
     return REQUANTIZE[precision](with_ranges(flatbuffer, ranges), input_type, output_type, allow_float, float_nodes)

@@ -120,3 +120,25 @@ def test_fp32_parity_is_on_logits_and_records_the_noise_rule(full_export):
         else:
             assert parity["compared"] == "outputs" and parity["reference_noise"] is None
             assert parity["tolerance"] is None  # quantized gates count flips, they do not bound the error
+
+
+def test_tflite_int8_keeps_narrow_first_convs_float_unless_it_must_be_fully_int8(full_export, tiny_keras_path,
+                                                                                   tmp_path):
+    from export.converters.tflite import SMALL_CONV_CHANNELS, float_convs
+    from export.pipeline import export_model
+    from export.targets import read_graph
+
+    result = export_model(tiny_keras_path, formats=["tflite"], precisions=["int8"], data="digits",
+                          output_dir=tmp_path / "out", calibration_samples=50, verify_samples=60, latency_runs=0,
+                          show_progress=False)
+    entry = artifact(result, "tflite", "int8")
+    path = os.path.join(result.output_dir, entry["file"])
+    graph = read_graph(path)
+    convs = [op for op in graph["ops"] if op["op_name"] == "CONV_2D"]
+    narrow = [graph["tensors"][op["outputs"][0]]["name"] for op in convs
+              if graph["tensors"][op["inputs"][1]]["shape"][0] < SMALL_CONV_CHANNELS]
+    facts = entry["small_convs_float"]  # the tiny model's first stage has 8 channels
+    assert facts["below_channels"] == SMALL_CONV_CHANNELS and facts["float_convs"] == float_convs(path) == narrow
+    assert 0 < len(narrow) < len(convs)
+    full = artifact(full_export, "tflite", "int8")  # int8 I/O: an integer-only file, every op int8
+    assert "small_convs_float" not in full and float_convs(os.path.join(full_export.output_dir, full["file"])) == []

@@ -24,11 +24,11 @@ def rescaled(trained_resnet):
 def export(model, tmp_path, name, **options):
     from export.pipeline import export_model
 
-    # onnx_target arm: every conv quantized (x86 targets keep convs with < 16 output channels float for speed,
-    # and this model's rescaled layers are in its 4- and 8-channel stages)
+    # every conv quantized: onnx_target arm and TFLite int8 I/O (x86 ONNX targets and TFLite keep convs with < 16
+    # output channels float for speed, and this model's rescaled layers are in its 4- and 8-channel stages)
     return export_model(model, formats=FORMATS, precisions=["int8"], data="digits", output_dir=tmp_path / name,
                         latency_runs=0, verify_samples=200, show_progress=False, model_name="rescaled",
-                        onnx_target="arm", **options)
+                        onnx_target="arm", int8_io=True, **options)
 
 
 def quantized(result):
@@ -96,7 +96,7 @@ def test_cli_names_the_worst_layers_in_one_line_and_keeps_the_report(rescaled, t
     model, consumers = rescaled
     path = tmp_path / "rescaled.keras"
     save_model(model, str(path), {"model_name": "rescaled"})
-    done = run_cli("export", path, "--format", "tflite", "--precision", "int8", "--data", "digits",
+    done = run_cli("export", path, "--format", "tflite", "--precision", "int8", "--int8-io", "--data", "digits",
                    "--no-equalize", "--no-fallback", "--latency-runs", "0", "--verify-samples", "200",
                    "--output", tmp_path / "out")
     assert done.returncode == 1, done.stderr[-2000:]
