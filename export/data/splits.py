@@ -13,7 +13,7 @@ import numpy as np
 from export.data.preprocess import center_crop, normalize, scale_size, to_pixels
 from export.data.sources import LabeledImages, load, resize, split
 
-
+NORMALIZE_CHUNK = 128  # images normalized at once by `prepare`
 NATIVE_SIZES = {"digits": (8, 8)}  # sources loaded small at their own size; `prepare` resizes only what is used
 
 
@@ -54,8 +54,15 @@ def resized(images, spec):
 
 
 def prepare(images, spec):
-    """Model input for `images`: resized to the spec's size (no-op when already there), normalized, float32."""
-    return normalize(resized(images, spec), spec).astype("float32")
+    """Model input for `images`: resized to the spec's size (no-op when already there), normalized, float32.
+
+    Normalized chunk by chunk into the resized copy: one array of the output's size, not the five a whole-array
+    `normalize` + cast makes (300 ResNet-50 inputs: 180 MB instead of ~900 MB at once).
+    """
+    x = resized(images, spec)  # a new float32 array
+    for start in range(0, len(x), NORMALIZE_CHUNK):
+        x[start:start + NORMALIZE_CHUNK] = normalize(x[start:start + NORMALIZE_CHUNK], spec)
+    return x
 
 
 def pixels(images, spec):
