@@ -316,10 +316,12 @@ def _fallback_policy(run):
 
 def _small_convs_float(run, qat):
     """Whether TFLite int8 keeps its narrow first convolutions float (`export.converters.tflite.SMALL_CONV_REASON`):
-    not when the file must be fully int8 (`--target edgetpu|micro`, `--int8-io`) or carries QAT's ranges."""
+    not when the file must be fully int8 (`--target edgetpu|micro`, `--int8-io`, a `--raw-input` file's pinned
+    uint8 input, `export.converters.tflite_raw`) or carries QAT's ranges."""
     from export.fallback import FULL_INT8_TARGETS
 
-    return not (run.request.target in FULL_INT8_TARGETS or run.request.int8_io or qat)
+    request = run.request
+    return not (request.target in FULL_INT8_TARGETS or request.int8_io or request.raw_input or qat)
 
 
 def _trace(run, model, work):

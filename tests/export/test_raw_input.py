@@ -81,6 +81,8 @@ def test_int8_tflite_is_integer_only_from_the_pixel_input_on(raw_export):
     from export.targets import check_tflite, read_graph
 
     path = f"{raw_export.output_dir}/tiny_int8.tflite"
+    entry = next(a for a in raw_export.artifacts if a["file"] == "tiny_int8.tflite")
+    assert "small_convs_float" not in entry  # the pinned pixel input keeps every op int8 (tflite_raw)
     graph = read_graph(path)
     first = graph["ops"][0]
     assert first["op_name"] == "QUANTIZE" and first["inputs"][0] in graph["inputs"]
