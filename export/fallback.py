@@ -29,6 +29,29 @@ def applies(row, target, qat=False):
     return (row.format, row.precision) in FALLBACK_ROWS and target not in FULL_INT8_TARGETS and not qat
 
 
+def narrow_prefix(nodes, min_channels):
+    """Names of the nodes before the first convolution with at least `min_channels` output channels, in graph
+    order; [] when the first convolution already has that many or none has (nothing would stay int8).
+
+    `nodes`: [(name, output channels when the node is a convolution, else None)] in execution order. One rule for
+    both formats' speed prefix (`export.converters.tflite.small_conv_prefix`, `export.converters.onnx_passes
+    .float_prefix`): an execution-order prefix holds every ancestor of its nodes, so it is one float region with
+    one quantize after it.
+
+    Example:
+        >>> narrow_prefix([("stem", 8), ("relu", None), ("wide", 16), ("head", None)], 16)
+        ['stem', 'relu']
+    """
+    names, narrow = [], False
+    for name, channels in nodes:
+        if channels is not None:
+            if channels >= min_channels:
+                return names if narrow else []
+            narrow = True
+        names.append(name)
+    return []
+
+
 def float_nodes_for(tensors, ops, node_of_tensor):
     """Names of the nodes to keep in float for report rows whose output tensors are `tensors`: for
     each row's node and the producer of its activation input, through pass-through ops.

@@ -261,11 +261,11 @@ def _export_into(run):
         baked = raw_input.bake(saved_model_dir, run.data["spec"], work) if run.request.raw_input else None
     with run.steps.step("reference predictions"):
         reference = _reference(run, model)
+    qat = bool(optimization_report.get("qat"))
     context = ConvertContext(baked.saved_model_dir if baked else saved_model_dir, work, model,
-                             run.data["x_calibration"], run.request.int8_io,
-                             bool(optimization_report.get("qat")), _keras_metadata(run), raw_input=baked,
-                             calibration_method=run.request.calibration, onnx_target=run.request.onnx_target,
-                             small_convs_float=_small_convs_float(run, bool(optimization_report.get("qat"))))
+                             run.data["x_calibration"], run.request.int8_io, qat, _keras_metadata(run),
+                             raw_input=baked, calibration_method=run.request.calibration,
+                             onnx_target=run.request.onnx_target, small_convs_float=_small_convs_float(run, qat))
     common = _common_facts(run)
     quantization = {"equalization": equalization, "fallback": _fallback_policy(run), "reports": []}
     artifacts = [_convert_and_verify(run, row, context, reference, common, quantization) for row in run.variants]

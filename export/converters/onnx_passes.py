@@ -141,13 +141,9 @@ def conv_output_channels(graph):
 
 
 def float_prefix(path, min_channels):
-    """Names of the nodes before the first Conv with at least `min_channels` output channels (graph order);
-    [] when `min_channels` is 0, the first Conv already has that many (no small Conv to keep float) or no Conv
-    has (nothing would stay int8).
-
-    A prefix of a topologically sorted graph holds every ancestor of its nodes, so it is one float region with
-    a single QuantizeLinear boundary after it. `export.onnx_targets.OnnxTarget.float_below_channels` says why
-    (x86: onnxruntime's int8 convolutions with < 16 output channels lose to fp32).
+    """Names of the nodes before the first Conv with at least `min_channels` output channels (graph order,
+    `export.fallback.narrow_prefix`); [] when `min_channels` is 0. `export.onnx_targets.OnnxTarget
+    .float_below_channels` says why (x86: onnxruntime's int8 convolutions with < 16 output channels lose to fp32).
 
     Example:
         >>> float_prefix("resnet20_fp32.onnx", 16)[:1]  # doctest: +SKIP
@@ -155,13 +151,11 @@ def float_prefix(path, min_channels):
     """
     import onnx
 
+    from export.fallback import narrow_prefix
+
     if not min_channels:
         return []
     graph = onnx.load(os.fspath(path), load_external_data=False).graph
     channels = conv_output_channels(graph)
-    names = []
-    for node in graph.node:
-        if node.op_type == "Conv" and channels.get(node.name, 0) >= min_channels:
-            return [name for name in names if name] if set(names) & set(channels) else []
-        names.append(node.name)
-    return []
+    return [name for name in narrow_prefix([(node.name, channels.get(node.name)) for node in graph.node],
+                                           min_channels) if name]

@@ -61,8 +61,8 @@ def _int16x8(converter, tf, calibration, int8_io):
     return converter
 
 
-# The int8 ops before the first convolution with this many output channels stay float (`small_conv_prefix`),
-# unless the file must be fully int8 (`--target edgetpu|micro`, `--int8-io`): the export's `small_convs_float`.
+# The int8 ops before the first convolution with this many output channels stay float (`small_conv_prefix`) when
+# the export allows it (`export.pipeline._small_convs_float`: not for files that must be fully int8).
 SMALL_CONV_CHANNELS = 16
 SMALL_CONV_REASON = (
     "XNNPACK's int8 convolutions with < 16 output channels lose to its fp32 ones on x86: six 3x3 convs at 32x32, "
@@ -74,28 +74,24 @@ CONV_OUTPUT_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": -1}  # TFLite op -> outpu
 
 def small_conv_prefix(flatbuffer, min_channels=SMALL_CONV_CHANNELS):
     """Names (first output tensors) of the ops before the first convolution with at least `min_channels` output
-    channels, in execution order; [] when the first convolution already has that many or none has.
-
-    An execution-order prefix holds every ancestor of its ops, so it is one float region with one QUANTIZE
-    after it (as `export.converters.onnx_passes.float_prefix` for ONNX).
+    channels, in execution order (`export.fallback.narrow_prefix`, the rule ONNX's float prefix uses too).
 
     Example:
         >>> small_conv_prefix(open("resnet20_fp32.tflite", "rb").read())[:1]  # doctest: +SKIP
         ['resnet20_1/conv1_relu_1/Relu;resnet20_1/conv1_bn_1/batchnorm/add_1;resnet20_1/conv1_conv_1/convolution']
     """
+    from export.fallback import narrow_prefix
     from export.targets import read_graph
 
     graph = read_graph(flatbuffer)
-    names, small = [], False
-    for op in graph["ops"]:
+    tensors = graph["tensors"]
+
+    def channels(op):
         axis = CONV_OUTPUT_AXIS.get(op["op_name"])
-        if axis is not None:
-            if int(graph["tensors"][op["inputs"][1]]["shape"][axis]) >= min_channels:
-                return names if small else []
-            small = True
-        if len(op["outputs"]):
-            names.append(graph["tensors"][op["outputs"][0]]["name"])
-    return []
+        return None if axis is None else int(tensors[op["inputs"][1]]["shape"][axis])
+
+    return narrow_prefix([(tensors[op["outputs"][0]]["name"], channels(op)) for op in graph["ops"]
+                          if len(op["outputs"])], min_channels)
 
 
 def float_convs(path):
