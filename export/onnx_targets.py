@@ -37,6 +37,7 @@ class OnnxTarget:
     extra_options: dict = dataclasses.field(default_factory=dict, hash=False, compare=False)
     float_below_channels: int = 0  # nodes before the first Conv with this many output channels stay float
     float_reason: str = ""
+    qat_weights: str = "int8"  # type of a QAT file's 8-bit weights (trained at 8 bits: no 7-bit reduce_range)
 
     def facts(self):
         """The manifest / metadata record of this target (JSON-able)."""
@@ -44,11 +45,24 @@ class OnnxTarget:
         return {"name": self.name, "activations": self.activations, "weights": self.weights,
                 "reduce_range": self.reduce_range, "float_below_channels": self.float_below_channels, **why_float}
 
+    def qat_facts(self):
+        """The record of a QAT file for this target: its trained 8-bit weights as `qat_weights`, no float convs
+        (the fake-quant ops of the whole graph were trained)."""
+        why = {"qat_weights_reason": QAT_UINT8_REASON} if self.qat_weights == "uint8" else {}
+        return {"name": self.name, "activations": self.activations, "weights": self.qat_weights,
+                "reduce_range": False, "float_below_channels": 0, "qat": True, **why}
+
 
 SMALL_CONV_REASON = (
     "onnxruntime's x86 int8 convolution (MLAS ConvSym) needs >= 16 output channels; smaller ones take "
     "im2col + GEMM and lose to the fp32 NCHWc kernels: shipped ResNet-20 (8-channel first stage), Xeon AVX-512 "
     "VNNI, 1 thread, same run: fp32 0.377 ms, all int8 0.409 ms, first stage float 0.332 ms")
+
+QAT_UINT8_REASON = (
+    "QAT weights are trained at 8 bits (|w| <= 127), so 7-bit weights would lose what QAT learned, and int8 "
+    "ones saturate VPMADDUBSW's int16 with uint8 activations on AVX2 (255*2*127 = 64770 > 32767): the tiny QAT "
+    "ResNet agreed on 57 % of held-out digits on an AMD EPYC (AVX2). Stored as uint8 around zero point 128 the "
+    "same values run U8U8, which onnxruntime widens to 16 bits and computes exactly on every x86 CPU")
 
 TARGETS = {target.name: target for target in (
     OnnxTarget("x86-vnni", "uint8", "int8", False,
@@ -61,7 +75,7 @@ TARGETS = {target.name: target for target in (
                "255*(64+64) = 32640 ≤ 32767, so nothing saturates and results equal those of every other CPU; "
                "measured on AVX2 (no VNNI), ResNet-50 224², 2 threads: fp32 46.3 ms, S8S8 63.9, U8S8 45.1, "
                "U8S8+reduce_range 44.9 (U8U8, also exact, widens to 16 bits and is slower)",
-               float_below_channels=16, float_reason=SMALL_CONV_REASON),
+               float_below_channels=16, float_reason=SMALL_CONV_REASON, qat_weights="uint8"),
     OnnxTarget("arm", "int8", "int8", False,
                "onnxruntime's docs: S8S8 with QDQ is the default and first choice, and ARM has no saturation "
                "issue (its dot-product kernels accumulate in int32); not measured here (no ARM host)"),
@@ -190,14 +204,19 @@ def quantized_types(path):
 DYNAMIC_SCHEME = {"activations": "uint8", "weights": "uint8", "reduce_range": False}  # quantize_dynamic: U8U8
 
 
-def artifact_facts(name, precision):
+def artifact_facts(name, precision, qat=False):
     """What an ONNX artifact of `precision` records about target `name`: the scheme it was written with
-    (int8: the target's row; dynamic: U8U8, exact on every CPU); None for float precisions.
+    (int8: the target's row, or its QAT record for a QAT model; dynamic: U8U8, exact on every CPU); None for
+    float precisions.
 
     Example:
         >>> artifact_facts("x86-avx2", "dynamic")["weights"], artifact_facts("arm", "fp32")
         ('uint8', None)
+        >>> artifact_facts("x86-avx2", "int8", qat=True)["weights"]
+        'uint8'
     """
+    if precision == "int8" and qat:
+        return TARGETS[name].qat_facts()
     if precision == "int8":
         return TARGETS[name].facts()
     if precision == "dynamic":

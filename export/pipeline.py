@@ -142,10 +142,10 @@ def _reference_runner(source, model):
     return KerasRunner.from_model(model) if model is not None else SavedModelRunner(source.saved_model_dir)
 
 
-def _onnx_card(precision, common, onnx_target=None):
+def _onnx_card(precision, common, onnx_target=None, qat=False):
     from export.onnx_targets import artifact_facts
 
-    target = artifact_facts(onnx_target, precision) if onnx_target else None
+    target = artifact_facts(onnx_target, precision, qat) if onnx_target else None
     return {"reszoo_manifest": {"format": "onnx", "precision": precision, **common,
                                 **({"onnx_target": target} if target else {}),
                                 "note": "sha256 of this file is in the export dir's manifest.json"}}
@@ -371,7 +371,8 @@ def _convert_and_verify(run, row, context, reference, common, quantization):
     file = row.file_name(run.source.name)
     path = os.path.join(run.root, file)
     contract = {"input": raw_input.input_contract(row.format, run.data["spec"])} if run.request.raw_input else {}
-    card = _onnx_card(row.precision, {**common, **contract}, run.request.onnx_target) if row.format == "onnx" else None
+    card = (_onnx_card(row.precision, {**common, **contract}, run.request.onnx_target, context.qat)
+            if row.format == "onnx" else None)
     with run.steps.step(f"convert {row.format} {row.precision}"):
         _convert(row, context, path, card)
     with run.steps.step(f"verify {file}"):

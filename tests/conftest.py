@@ -46,38 +46,24 @@ def export_dir(base_export, tmp_path):
 
 
 # The tiny trained model (.keras with metadata) and ONE full export of it, shared by the export and CLI
-# tests:
-# Everything heavy is session-scoped so the default suite converts once: train a depth-8 CIFAR ResNet
-# (width 8, 32x32, option-A shortcuts) for 6 epochs on digits, then export it to every format x precision
-# (with --int8-io) and share that dir across tests.
-#
-# Why trained to convergence (98 % held-out accuracy): the quantized gates count top-1 flips, and a half-trained
-# model (width 4, 4 epochs: 86 %) has 75 of 360 held-out samples whose top-2 probabilities lie within 0.1, so
-# any int8 rounding flips some of them and which ones depends on the float rounding of training, which differs
-# between CPUs (AVX2 vs AVX-512). The converged model has 5 such samples, fewer than the 7 flips (2 %) the
-# int8/dynamic gates allow, so the gate tests measure the conversion, not the CPU.
-IMAGE_SIZE = (32, 32)
+# tests: everything heavy is session-scoped so the default suite converts once. The model is a depth-8 CIFAR
+# ResNet (width 8, 32x32, option-A shortcuts) trained on digits by tools/make_test_models.py and shipped in
+# tests/assets/: 99.4 % held-out accuracy, 4 held-out samples whose top-2 probabilities lie within 0.1, fewer than
+# the 7 flips (2 %) the int8/dynamic gates allow. Shipped, not trained per session: the same seed gives another
+# model on each CPU (float rounding differs between AVX2 and AVX-512), so the gate tests measure the conversion
+# on every CPU, not the CPU's training.
 
 
 @pytest.fixture(scope="session")
 def tiny_keras_path(tmp_path_factory):
-    """Path of a trained tiny ResNet saved with preprocessing/labels/data metadata."""
-    import keras
+    """Path of a private copy of the trained tiny ResNet (tests/assets/tiny_w8.keras, width 8) with its
+    preprocessing/labels/data metadata."""
+    import shutil
 
-    from export.data import sources as datasets
-    from export.core.metadata import save_model
-    from export.data.preprocess import make_spec, normalize
-    from reszoo.models.cifar import CifarResNet
+    from tests.helpers import TEST_MODELS
 
-    train, _ = datasets.split(datasets.load("digits", IMAGE_SIZE))
-    spec = make_spec(IMAGE_SIZE)
-    keras.utils.set_random_seed(0)
-    model = CifarResNet(8, width=8, input_shape=(*IMAGE_SIZE, 3), num_classes=10)
-    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(normalize(train.x, spec), train.y, epochs=6, batch_size=32, verbose=0)
     path = os.path.join(tmp_path_factory.mktemp("model"), "tiny.keras")
-    save_model(model, path, {"model_name": "tiny", "preprocessing": spec, "labels": train.class_names,
-                             "data": {"source": "digits", "held_out_fraction": 0.2, "split_seed": 0}})
+    shutil.copyfile(TEST_MODELS["w8"], path)
     return path
 
 

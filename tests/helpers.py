@@ -1,6 +1,10 @@
 """Assertions shared by the CLI and safety tests: one-line user errors, file snapshots, leftovers."""
 import os
 
+ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
+# the trained tiny test models (tools/make_test_models.py), the same weights on every CPU
+TEST_MODELS = {"w4": os.path.join(ASSETS, "tiny_w4.keras"), "w8": os.path.join(ASSETS, "tiny_w8.keras")}
+
 
 def tree_sha256(root):
     """{relative path: sha256} of every file under `root` (symlinks not followed): a before/after snapshot."""

@@ -124,11 +124,12 @@ def _lean_tf2onnx_optimizers():
             os.environ[constants.ENV_TF2ONNX_CATCH_ERRORS] = previous
 
 
-def to_onnx(saved_model_dir, path, opset=OPSET):
+def to_onnx(saved_model_dir, path, opset=OPSET, target=None):
     """Convert the SavedModel's serving signature to an ONNX file at `path` (opset `opset`).
 
-    A QAT graph (one with QuantizeLinear nodes) gets its weights as explicit per-channel int8
-    (`explicit_weight_qdq`), so onnxruntime runs the trained quantization instead of re-quantizing.
+    A QAT graph (one with QuantizeLinear nodes) gets its weights as explicit per-channel 8-bit values
+    (`explicit_weight_qdq`, typed for `target`: `export.onnx_targets`, None: this host's), so onnxruntime runs the
+    trained quantization instead of re-quantizing.
     """
     import tf2onnx
 
@@ -141,13 +142,14 @@ def to_onnx(saved_model_dir, path, opset=OPSET):
                 tf2onnx.convert.from_graph_def(graph_def, **options)
         except Exception:  # noqa: BLE001 - an optimizer failed without catch_errors: tf2onnx's own path skips it
             tf2onnx.convert.from_graph_def(graph_def, **options)
-    explicit_weight_qdq(path)
+    explicit_weight_qdq(path, target)
     return path
 
 
 # op -> (weight input index, per-channel axis of that weight, or the attribute that transposes it)
 WEIGHT_INPUTS = {"Conv": (1, 0), "Gemm": (1, "transB"), "MatMul": (1, 1)}
 INT8_WEIGHT_LEVELS = 127  # symmetric narrow range, as tfmot's QAT weights
+WEIGHT_ZERO_POINTS = {"int8": 0, "uint8": 128}  # symmetric 8-bit weights: int8 around 0, uint8 around 128
 
 
 def _weight_axis(node, rule):
@@ -157,47 +159,73 @@ def _weight_axis(node, rule):
     return 0 if transposed else 1
 
 
-def explicit_weight_qdq(path):
-    """Give every float constant weight whose layer reads a DequantizeLinear output an int8 per-channel
-    DequantizeLinear of its own; a graph without QuantizeLinear (not QAT) is left untouched.
+GRID_TOLERANCE = 1e-3  # |w/scale - round(w/scale)| of a folded fake-quant weight: float32 rounding, ~1e-5
 
-    tf2onnx folds a QAT model's weight fake-quant into float constants. onnxruntime's QDQ optimizer then
-    re-quantizes such weights per tensor (WeightBiasQuantization, ORT >= 1.20), which on a tiny QAT ResNet cost
-    2 % top-1 agreement; QAT weights are per-channel symmetric 8-bit, so these int8 values are exact.
+
+def eight_bit_grid(weight, axis):
+    """(scale, integer values) when `weight` holds symmetric 8-bit values (a QAT fake-quant folded by tf2onnx),
+    per channel along `axis` (tfmot's Conv kernels) or per tensor (its Dense kernels); None otherwise.
+
+    Example:
+        >>> scale, values = eight_bit_grid(np.array([[0.5, -1.27], [0.01, 0.02]], "float32"), axis=1)
+        >>> scale.shape, values[:, 0].tolist()
+        ((), [50.0, 1.0])
     """
-    import onnx
+    for reduce_axes in (tuple(i for i in range(weight.ndim) if i != axis), None):
+        scale = np.abs(weight).max(axis=reduce_axes, keepdims=True) / INT8_WEIGHT_LEVELS
+        scale = np.where(scale > 0, scale, 1.0).astype("float32")
+        values = weight / scale
+        if np.all(np.abs(values - np.round(values)) <= GRID_TOLERANCE):
+            return scale.squeeze() if reduce_axes is None else scale.reshape(-1), np.round(values)
+    return None
+
+
+def _dequantized_weight(graph, name, scale, values, axis, weights_type):
+    """Add `name`'s 8-bit initializers (`weights_type`, symmetric) and their DequantizeLinear; returns the node."""
     from onnx import helper, numpy_helper
 
+    zero_point = WEIGHT_ZERO_POINTS[weights_type]
+    stored = (np.clip(values, -INT8_WEIGHT_LEVELS, INT8_WEIGHT_LEVELS) + zero_point).astype(weights_type)
+    zeros = np.full(scale.shape, zero_point, weights_type)
+    graph.initializer.extend([numpy_helper.from_array(stored, f"{name}_int8"),
+                              numpy_helper.from_array(scale, f"{name}_int8_scale"),
+                              numpy_helper.from_array(zeros, f"{name}_int8_zero")])
+    per_channel = {"axis": axis} if scale.ndim else {}
+    return helper.make_node("DequantizeLinear", [f"{name}_int8", f"{name}_int8_scale", f"{name}_int8_zero"],
+                            [f"{name}_dequantized"], name=f"{name}_dequantize", **per_channel)
+
+
+def explicit_weight_qdq(path, target=None):
+    """Give every float constant weight of a QAT graph that lies on a symmetric 8-bit grid (`eight_bit_grid`) an
+    8-bit DequantizeLinear of its own; a graph without QuantizeLinear (not QAT) is left untouched.
+
+    tf2onnx folds a QAT model's weight fake-quant into float constants. onnxruntime's QDQ optimizer then
+    re-quantizes such weights itself (WeightBiasQuantization, ORT >= 1.20): per tensor (on a tiny QAT ResNet 2 %
+    top-1 agreement lost) and as int8, which saturates with uint8 activations on AVX2 (the Dense layer after the
+    pooling, whose input is no DequantizeLinear: 59 % agreement on an AMD EPYC). These values are exact; their
+    type is the target's `qat_weights` (`export.onnx_targets`): int8, or uint8 around 128 where int8 saturates.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    from export.onnx_targets import TARGETS, resolve_target
+
+    weights_type = TARGETS[resolve_target(target)].qat_weights
     model = onnx.load(os.fspath(path))
     graph = model.graph
     if not any(node.op_type == "QuantizeLinear" for node in graph.node):
         return path
-    producers = {out: node for node in graph.node for out in node.output}
     initializers = {init.name: init for init in graph.initializer}
     added = []
     for node in graph.node:
         rule = WEIGHT_INPUTS.get(node.op_type)
         if rule is None or len(node.input) <= rule[0] or node.input[rule[0]] not in initializers:
             continue
-        source = producers.get(node.input[0])
-        if source is None or source.op_type != "DequantizeLinear":
-            continue
-        name = node.input[rule[0]]
-        weight = numpy_helper.to_array(initializers[name]).astype("float32")
-        axis = _weight_axis(node, rule[1])
-        reduce_axes = tuple(i for i in range(weight.ndim) if i != axis)
-        scale = np.abs(weight).max(axis=reduce_axes) / INT8_WEIGHT_LEVELS
-        scale = np.where(scale > 0, scale, 1.0).astype("float32")
-        shape = [1] * weight.ndim
-        shape[axis] = -1
-        quantized = np.clip(np.round(weight / scale.reshape(shape)), -INT8_WEIGHT_LEVELS, INT8_WEIGHT_LEVELS)
-        graph.initializer.extend([numpy_helper.from_array(quantized.astype("int8"), f"{name}_int8"),
-                                  numpy_helper.from_array(scale, f"{name}_int8_scale"),
-                                  numpy_helper.from_array(np.zeros(len(scale), "int8"), f"{name}_int8_zero")])
-        added.append(helper.make_node("DequantizeLinear", [f"{name}_int8", f"{name}_int8_scale",
-                                                           f"{name}_int8_zero"], [f"{name}_dequantized"], axis=axis,
-                                      name=f"{name}_dequantize"))
-        node.input[rule[0]] = f"{name}_dequantized"
+        name, axis = node.input[rule[0]], _weight_axis(node, rule[1])
+        grid = eight_bit_grid(numpy_helper.to_array(initializers[name]).astype("float32"), axis)
+        if grid is not None:
+            added.append(_dequantized_weight(graph, name, *grid, axis, weights_type))
+            node.input[rule[0]] = f"{name}_dequantized"
     if added:
         nodes = added + list(graph.node)
         del graph.node[:]
@@ -310,7 +338,7 @@ def float_graph(context):
     """The fp32 ONNX graph of the context's SavedModel, converted once and kept in the work dir."""
     if "onnx_fp32" not in context.cache:
         path = os.path.join(context.work_dir, "model_fp32.onnx")
-        context.cache["onnx_fp32"] = to_onnx(context.saved_model_dir, path)
+        context.cache["onnx_fp32"] = to_onnx(context.saved_model_dir, path, target=context.onnx_target)
     return context.cache["onnx_fp32"]
 
 

@@ -2,11 +2,12 @@
 
 Here (not under tests/export/) because it shares the session's `trained_resnet` and the rescaled copy helpers.
 Thresholds: a healthy int8/int16x8 layer of this model measures 35-45 dB alone, a layer whose input lost all
-but one channel to a x1000 range -2..+8 dB; the plain model's output 34-35 dB (TFLite int8, ONNX QDQ), the
-rescaled copy's below 0 dB. The report's numbers do not depend on the CPU's int8 instructions: TFLite's
-builtin int8 kernels compute exact int32 sums and fixed-point requantization, and the ONNX QDQ graph runs
-literally (QuantizeLinear, float ops, DequantizeLinear: no U8S8 VPMADDUBSW path on AVX2), so AVX2-only and
-AVX-512 VNNI CPUs differ at most by float rounding inside a float conv (far below 0.1 dB).
+but one channel to a x1000 range -2..+8 dB; the plain model's output 30-35 dB (TFLite int8, ONNX QDQ; 19.5 dB
+with the 7-bit weights of ONNX x86-avx2), the rescaled copy's below 0 dB. The report's numbers do not depend on
+the CPU's int8 instructions: TFLite's builtin int8 kernels compute exact int32 sums and fixed-point
+requantization, and the ONNX QDQ graph runs literally (QuantizeLinear, float ops, DequantizeLinear: no U8S8
+VPMADDUBSW path on AVX2), so AVX2-only and AVX-512 VNNI CPUs differ at most by float rounding inside a float
+conv (far below 0.1 dB).
 """
 import math
 import os
@@ -22,7 +23,11 @@ from tests.export.optimize.rescaled import rescaled_chains, rescaled_copy
 from tests.helpers import partial_leftovers
 
 SAMPLES = 64
-HEALTHY_OUTPUT_DB = 25.0  # measured 34.6-35.4 dB on the plain model (TFLite int8/int16x8, ONNX int8/dynamic)
+HEALTHY_OUTPUT_DB = 25.0  # 8-bit weights: measured 30.5-35.4 dB on the plain model (TFLite, ONNX int8/dynamic)
+# ONNX int8 for x86-avx2 has 7-bit weights (reduce_range, so VPMADDUBSW cannot saturate): measured 19.5 dB on the
+# same model where its 8-bit twins (x86-vnni, arm) measure 30.5 dB; the report runs the QDQ graph literally, so
+# the figure is the file's, not the host CPU's
+HEALTHY_7BIT_OUTPUT_DB = 15.0
 BROKEN_LAYER_DB = 10.0  # a layer fed one surviving channel: -2..+8 dB; healthy layers: >= 35 dB
 GAP_DB = 20.0  # between the worst healthy row and the best rescaled one (measured ~28-37 dB)
 
@@ -116,7 +121,8 @@ def test_accumulated_error_is_inherited_and_not_used_for_ranking(converted, fmt)
                                             ("onnx", "int8"), ("onnx", "dynamic")])
 def test_the_plain_model_output_keeps_its_signal(converted, fmt, precision):
     plain = report_of(converted, "plain", fmt, precision)
-    assert plain["output"]["sqnr_db"] > HEALTHY_OUTPUT_DB and plain["rows"]
+    seven_bit = (fmt, precision) == ("onnx", "int8") and TARGETS[default_target()].reduce_range
+    assert plain["output"]["sqnr_db"] > (HEALTHY_7BIT_OUTPUT_DB if seven_bit else HEALTHY_OUTPUT_DB) and plain["rows"]
     assert math.isclose(plain["output"]["rel_err"], 10 ** (-plain["output"]["sqnr_db"] / 20), rel_tol=1e-3)
 
 
