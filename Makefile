@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: demo test test-slow install clean
+.PHONY: demo test test-slow install cpus clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ demo: $(STAMP)
 		--data digits --latency-runs 10 --output $(DEMO_DIR) --force
 	$(BIN)/reszoo bench $(DEMO_DIR) --runs 30 --warmup 5 --threads 1 --batch 8
 	@echo "files: $(DEMO_DIR)/ (artifacts, manifest.json, report.md/json, bench.md/json/png)"
+
+# The emulated CPU kinds (`--check-cpu`, `reszoo verify --cpu`): QEMU user mode (apt, root), an arm64 Debian root
+# and aarch64 runtimes in ~/.cache/reszoo/cpus. Idempotent. The suite's emulated checks need it (CI runs it).
+cpus: $(STAMP)
+	$(BIN)/reszoo cpus install
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile

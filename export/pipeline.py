@@ -200,7 +200,8 @@ def export_model(model_or_path, request=None, *positional, show_progress=True, n
     int8_io, dynamic_batch, calibration_samples, gates (overrides of `export.verify.DEFAULT_GATES`), target,
     max_size, optimizations ({"prune", "prune_structure", "qat", "cluster", "finetune_epochs"}, need data),
     threads, verify_samples, latency_runs, model_name, raw_input (uint8 pixel inputs with the preprocessing in
-    the graph, `export.raw_input`), calibration (minmax | percentile | entropy | mse, `export.calibration`).
+    the graph, `export.raw_input`), calibration (minmax | percentile | entropy | mse, `export.calibration`),
+    check_cpus (CPU kinds TFLite/ONNX files are also verified on, `export.cpus`).
     Returns ExportResult; `passed` is False when an artifact failed its gate or a target check.
 
     Example:
@@ -212,7 +213,8 @@ def export_model(model_or_path, request=None, *positional, show_progress=True, n
     request = _request(positional, request, options)
     run = _prepare_run(model_or_path, request, notify)
     with staged_dir(run.output_dir, request.force, _inputs(run.source, request.data)) as root:
-        with Steps(total=2 * len(run.variants) + 3, enabled=show_progress) as steps:
+        steps_per_row = 3 if request.check_cpus else 2  # convert, verify (, verify on the other CPUs)
+        with Steps(total=steps_per_row * len(run.variants) + 3, enabled=show_progress) as steps:
             run.root, run.steps = root, steps  # swapped in atomically on success
             steps.seconds["load model and data"] = time.perf_counter() - run.started
             steps.peaks["load model and data"] = peak_rss_mb()
@@ -380,7 +382,14 @@ def _convert_and_verify(run, row, context, reference, common, quantization):
     facts = _quantization_facts(run, row, context, path, parity, quantization, reference, card)
     if facts.get("fallback", {}).get("passed"):  # the fallback file replaced the plain one (see _fall_back)
         runner, parity = _verified(run, row, path, reference)
+    verified_on = _verified_on_cpus(run, row, path, reference)
+    if verified_on:
+        from export.verify import with_cpu_results
+
+        parity = with_cpu_results(parity, verified_on)
     entry = artifact_entry(run.root, file, row.format, row.precision, runner.inputs, runner.outputs, parity)
+    if verified_on:
+        entry["verified_on"] = verified_on
     if facts:
         entry["quantization"] = facts
     if card and card["reszoo_manifest"].get("onnx_target"):
@@ -436,6 +445,19 @@ def _verified(run, row, path, reference, latency_runs=None):
     if round_trip:
         parity["latency_ms_median"] = reference["facts"]["latency_ms_median"]
     return runner, parity
+
+
+def _verified_on_cpus(run, row, path, reference):
+    """{CPU kind: parity record} of the artifact on each `--check-cpu` kind (`export.cpus.verify`); {} when none
+    was asked for or the format does not run outside TensorFlow."""
+    from export.cpus.verify import checkable, checker
+
+    if not (run.request.check_cpus and checkable(row.format)):
+        return {}
+    x = raw_input.verification_input(run.data, row.format)
+    with run.steps.step(f"verify {os.path.basename(path)} on {', '.join(run.request.check_cpus)}"):
+        return checker(run.request.check_cpus)(path, row.format, row.precision, x, reference["outputs"],
+                                               run.data["y_verify"], run.request.gates, reference["noise"])
 
 
 def _quantization_facts(run, row, context, path, parity, quantization, reference, card=None):

@@ -163,6 +163,64 @@ def output_rows(artifacts):
     return rows
 
 
+CPU_COLUMNS = ("artifact", "CPU", "emulated as", "samples", "top-1 agree", "acc Δ (pts)", "runtime", "result")
+
+
+def cpu_rows(artifacts):
+    """CPU_COLUMNS cells of every artifact's per-CPU verification (manifest `verified_on`, `export.cpus`).
+
+    Example:
+        >>> cpu_rows([{"file": "m_int8.tflite", "verified_on": {"arm64-v8": {"emulated_as": "cortex-a72",
+        ...     "samples": 120, "top1_agreement": 1.0, "accuracy_delta": 0.0, "runtime": "ai-edge-litert 2.1",
+        ...     "passed": True}}}])[0][1:5]
+        ('arm64-v8', 'cortex-a72', '120', '100.00%')
+    """
+    return [(artifact["file"], cpu, record.get("emulated_as") or "native", str(record["samples"]),
+             _number(record.get("top1_agreement"), ".2%"), _number(record.get("accuracy_delta"), "+.2f"),
+             record.get("runtime") or "—", _result(record))
+            for artifact in artifacts for cpu, record in (artifact.get("verified_on") or {}).items()]
+
+
+def cpu_lines(artifacts):
+    """The report.md section of the per-CPU verification ([] when no CPU kind was checked)."""
+    rows = cpu_rows(artifacts)
+    if not rows:
+        return []
+    return ["## Verified on CPUs", "", "Each file run on each CPU kind (`--check-cpu`; emulated kinds under QEMU user "
+            "mode, on the first held-out samples) against the same reference and gate as on this host.", "",
+            *_markdown_lines(CPU_COLUMNS, rows), ""]
+
+
+def cpu_failure_lines(artifacts):
+    """One line per artifact and CPU kind whose check failed, naming the CPU ([] when none failed).
+
+    Example:
+        >>> cpu_failure_lines([{"file": "m_int8.onnx", "verified_on": {"x86-avx2": {"emulated_as": "Haswell",
+        ...     "failures": ["top-1 agreement 57.22% < 98.00%"], "passed": False}}}])
+        ['m_int8.onnx: FAILED on x86-avx2 (emulated as Haswell): top-1 agreement 57.22% < 98.00%']
+    """
+    return [f"{artifact['file']}: FAILED on {cpu} (emulated as {record.get('emulated_as') or 'native'}): "
+            f"{'; '.join(record['failures'])}"
+            for artifact in artifacts for cpu, record in (artifact.get("verified_on") or {}).items()
+            if not record["passed"]]
+
+
+def cpu_table(artifacts):
+    """A rich Table of `cpu_rows`, or None when no CPU kind was checked."""
+    from rich.table import Table
+
+    rows = cpu_rows(artifacts)
+    if not rows:
+        return None
+    table = Table(title="verified on CPUs")
+    for column in CPU_COLUMNS:
+        table.add_column(column, no_wrap=column in ("artifact", "CPU"))
+    for cells in rows:
+        colour = "green" if cells[-1].startswith("PASS") else "red"
+        table.add_row(*cells[:-1], f"[{colour}]{cells[-1]}[/{colour}]")
+    return table
+
+
 def build_report(manifest, reference, passed, wall_time_s, notes=(), step_seconds=None,
                  step_peaks=None):
     """The report.json document: artifacts with parity, reference facts, optimizations, target checks, the
@@ -202,6 +260,7 @@ def _markdown(report):
              f"({reference.get('samples')} held-out samples from {(report.get('data') or {}).get('source')}).", "",
              markdown_table(report["artifacts"], (report.get("optimizations") or {}).get("gate")), ""]
     lines += fewer_samples_lines(report["artifacts"], reference.get("samples"))
+    lines += cpu_lines(report["artifacts"])
     lines += optimization_lines((report.get("optimizations") or {}).get("gate"))
     if has_several_outputs(report["artifacts"]):
         lines += ["## Outputs", "", "Every output against the reference output of the same name (class scores: "

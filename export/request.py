@@ -46,16 +46,18 @@ class ExportRequest:
     fallback: bool = True  # failing int8 rows keep their worst layers in float (export.fallback)
     onnx_target: str | None = None  # ONNX int8 scheme's CPU (export.onnx_targets); build() resolves the host's
     max_optimization_drop: float | None = None  # points an optimization may cost vs the original (None: 1.0)
+    check_cpus: tuple = ()  # CPU kinds TFLite/ONNX artifacts are also verified on (export.cpus), each ready here
 
     @classmethod
     def build(cls, formats=None, precisions=None, all_formats=False, data=None, output_dir=None, force=False,
               int8_io=False, dynamic_batch=False, calibration_samples=300, gates=None, target=None, max_size=None,
               optimizations=None, threads=None, verify_samples=None, latency_runs=30, model_name=None,
               raw_input=False, calibration=None, equalize=True, fallback=None, onnx_target=None,
-              max_optimization_drop=None):
+              max_optimization_drop=None, check_cpus=()):
         """Plan, merge gates and validate; UserError (one line) for anything impossible.
 
         `fallback` None: on, except for the full-int8 targets (edgetpu, micro), which refuse an explicit True."""
+        from export.cpus.verify import check_ready
         from export.fallback import FULL_INT8_TARGETS
         from export.onnx_targets import resolve_target
         from export.verify import merge_gates
@@ -71,7 +73,8 @@ class ExportRequest:
                       latency_runs, model_name, raw_input, DEFAULT_METHOD if calibration is None else calibration,
                       bool(equalize), target not in FULL_INT8_TARGETS if fallback is None else bool(fallback),
                       onnx_target=resolve_target(onnx_target),
-                      max_optimization_drop=None if max_optimization_drop is None else float(max_optimization_drop))
+                      max_optimization_drop=None if max_optimization_drop is None else float(max_optimization_drop),
+                      check_cpus=tuple(kind.name for kind in check_ready(check_cpus or ())))
         for check in CHECKS:
             check(request)
         return request

@@ -30,6 +30,7 @@ import time
 import numpy as np
 
 from export.core.errors import UserError
+from export.core.tensors import PIXELS, dequantize, feed_for, quantize  # noqa: F401 - part of this stable API
 from export.outputs import in_order, keras_output_shapes, natural_order
 
 CHUNK = 64  # batch size used for artifacts with a dynamic batch dimension
@@ -43,38 +44,6 @@ def _tensor_info(name, shape, dtype, scale=None, zero_point=None, signature_key=
     info = {"name": name, "shape": [int(d) if d is not None else -1 for d in shape], "dtype": str(dtype),
             "quantization": quantization}
     return info if signature_key is None else {**info, "signature_key": signature_key}
-
-
-def quantize(x, quantization, dtype):
-    """Float -> integer tensor with `quantization` = {"scale", "zero_point"}."""
-    info = np.iinfo(dtype)
-    q = np.round(x / quantization["scale"] + quantization["zero_point"])
-    return np.clip(q, info.min, info.max).astype(dtype)
-
-
-def dequantize(q, quantization):
-    """Integer tensor -> float32 with `quantization` = {"scale", "zero_point"}."""
-    return ((q.astype("float32") - quantization["zero_point"]) * quantization["scale"]).astype("float32")
-
-
-PIXELS = {"scale": 1.0, "zero_point": 0}  # an unquantized uint8 input takes pixel values unchanged
-
-
-def feed_for(x, tensor):
-    """`x` (float32) as the input tensor `tensor` ({"dtype", "quantization"}) takes it: quantized with the
-    tensor's scale and zero point, raw pixels (rounded, clipped) for an unquantized uint8 tensor, else float32.
-
-    Example:
-        >>> feed_for(np.array([0.0, 254.6]), {"dtype": "uint8", "quantization": None}).tolist()
-        [0, 255]
-        >>> feed_for(np.array([0.5]), {"dtype": "int8", "quantization": {"scale": 0.5, "zero_point": -1}}).tolist()
-        [0]
-    """
-    if tensor["quantization"]:
-        return quantize(x, tensor["quantization"], tensor["dtype"])
-    if tensor["dtype"] == "uint8":
-        return quantize(x, PIXELS, "uint8")
-    return np.asarray(x, dtype="float32")
 
 
 class Runner:

@@ -285,6 +285,20 @@ def verify_runner(runner, precision, x, reference, labels=None, gates=None, late
     return metrics
 
 
+def with_cpu_results(parity, verified_on):
+    """`parity` with the failures of every other CPU kind's record added, each named by its CPU, and "passed"
+    false when one CPU failed (`verified_on`: {kind: {"failures", "passed", ...}}, `export.cpus.verify`).
+
+    Example:
+        >>> merged = with_cpu_results({"failures": [], "passed": True},
+        ...                           {"arm64-v8": {"failures": ["top-1 agreement 96.00% < 98.00%"], "passed": False}})
+        >>> merged["passed"], merged["failures"]
+        (False, ['on arm64-v8: top-1 agreement 96.00% < 98.00%'])
+    """
+    failures = [f"on {name}: {line}" for name, record in verified_on.items() for line in record["failures"]]
+    return {**parity, "failures": [*parity["failures"], *failures], "passed": parity["passed"] and not failures}
+
+
 UNTRUSTED_FORMATS = {"saved_model": "SavedModel graphs can run arbitrary TF ops; pass --trust"}  # format -> why
 # Runs without --trust: TFLite (LiteRT interpreter, no Flex delegate), ONNX (onnxruntime CPU, no custom-op
 # libraries) and .keras (keras safe_mode=True: Lambda layers and pickled code are refused) are data, not code.
@@ -381,7 +395,7 @@ def not_run_reason(artifact, trust):
 
 
 def verify_export_dir(export_dir, data=None, gates=None, threads=None, samples=None, latency_runs=LATENCY_RUNS,
-                      progress=None, trust=False):
+                      progress=None, trust=False, other_cpus=None):
     """Re-verify an export dir: sha256 integrity, then parity of every artifact against its reference.
 
     Nothing in the dir is trusted: every manifest path must resolve inside it (UserError otherwise), and every
@@ -390,6 +404,10 @@ def verify_export_dir(export_dir, data=None, gates=None, threads=None, samples=N
     artifacts are hash-checked but never loaded: they land in "not_run" (with the reason), not in
     "artifacts", and a SavedModel reference is a UserError. "passed" is True only when at least one artifact
     ran and every artifact that ran passed its gate; "not_run" lists what it does not vouch for.
+
+    `other_cpus`: None, or a callable (path, format, precision, x, reference, labels, gates, noise) -> {CPU kind:
+    parity record} (`export.cpus.verify.checker`) run on each artifact after this host: "verified_on" per
+    artifact, every CPU's failures in its parity (`with_cpu_results`).
 
     Returns {"integrity_problems": [...], "artifacts": [{"file", "format", "precision", "parity"}],
     "not_run": [{"file", "format", "reason"}], "passed": bool}.
@@ -424,7 +442,12 @@ def verify_export_dir(export_dir, data=None, gates=None, threads=None, samples=N
         runner = load_runner(artifact_path(export_dir, artifact["file"]), artifact["format"], threads)
         parity = verify_runner(runner, artifact["precision"], feed(artifact), reference, y, gates, latency_runs,
                                noise=noise)
-        result["artifacts"].append({key: artifact[key] for key in ("file", "format", "precision")} | {"parity": parity})
+        entry = {key: artifact[key] for key in ("file", "format", "precision")}
+        verified_on = other_cpus(artifact_path(export_dir, artifact["file"]), artifact["format"], artifact["precision"],
+                                 feed(artifact), reference, y, gates, noise) if other_cpus else {}
+        if verified_on:
+            entry["verified_on"], parity = verified_on, with_cpu_results(parity, verified_on)
+        result["artifacts"].append(entry | {"parity": parity})
     result["data"] = source
     result["passed"] = all(a["parity"]["passed"] for a in result["artifacts"])
     return result

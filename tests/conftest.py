@@ -3,21 +3,15 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-
 import pytest  # noqa: E402
 
 
 @pytest.fixture
 def run_cli():
-    """Run `reszoo ARGS...` in a subprocess (as users do); returns CompletedProcess with text output."""
+    """Run `reszoo ARGS...` in a subprocess (as users do): `tests.helpers.run_reszoo`."""
+    from tests.helpers import run_reszoo
 
-    def run(*args, cwd=None, timeout=900):
-        return subprocess.run([sys.executable, "-m", "reszoo", *map(str, args)], capture_output=True, text=True,
-                              cwd=cwd, timeout=timeout)
-
-    return run
+    return run_reszoo
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +69,15 @@ def full_export(tiny_keras_path, tmp_path_factory):
     output_dir = os.path.join(tmp_path_factory.mktemp("exports"), "tiny")
     return export_model(tiny_keras_path, all_formats=True, data="digits", output_dir=output_dir, int8_io=True,
                         latency_runs=3, show_progress=False)
+
+
+EMULATION_SKIP = "emulated CPU not set up"  # the reason prefix of `tests.helpers.require_cpus`
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Name the emulated-CPU checks that did not run here (never a silent skip) and the command that sets them up."""
+    skipped = [report for report in terminalreporter.stats.get("skipped", [])
+               if EMULATION_SKIP in str(report.longrepr)]
+    if skipped:
+        terminalreporter.write_line(f"not run: {len(skipped)} emulated-CPU checks ({EMULATION_SKIP}); "
+                                    "set them up with `make cpus` (reszoo cpus install), then run again")

@@ -6,6 +6,47 @@ ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 TEST_MODELS = {"w4": os.path.join(ASSETS, "tiny_w4.keras"), "w8": os.path.join(ASSETS, "tiny_w8.keras")}
 
 
+def run_reszoo(*args, cwd=None, timeout=900, env=None):
+    """Run `reszoo ARGS...` in a subprocess (as users do), `env` added to this environment; CompletedProcess
+    with text output."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "reszoo", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env=None if env is None else {**os.environ, **env})
+
+
+def require_cpus(*names):
+    """The `export.cpus.kinds` rows of `names`; skips the test with the install command when one is not set up
+    here, and fails instead under CI=true (CI installs them: `.ci/run`)."""
+    import pytest
+
+    from export.cpus.kinds import expand, missing
+
+    rows = expand(names)
+    problems = [problem for problem in map(missing, rows) if problem]
+    if problems and os.environ.get("CI") == "true":
+        pytest.fail("; ".join(problems))
+    if problems:
+        pytest.skip(f"emulated CPU not set up ({'; '.join(problems)})")  # tests/conftest.py lists these
+    return rows
+
+
+def avx2_checks():
+    """The CPU kinds that stand for AVX2 in an int8 parity test: [] when this host runs AVX2's int8 kernels
+    itself (x86 with AVX2 and neither AVX-512 nor a VNNI: its own run is the AVX2 run), else the emulated x86-avx2
+    (`require_cpus`), so a VNNI machine sees an AVX2 failure (VPMADDUBSW saturation) before it lands.
+    RESZOO_EMULATE_AVX2=1 emulates it on an AVX2 host too (to run that path there)."""
+    from export.core.cpu import arch_family, cpu_facts
+
+    facts = cpu_facts()
+    flags = facts["int8_flags"]
+    avx2_host = arch_family(facts["machine"]) == "x86" and flags.get("avx2") and not any(
+        flags.get(flag) for flag in ("avx512f", "avx512_vnni", "avx_vnni"))
+    forced = os.environ.get("RESZOO_EMULATE_AVX2") == "1"
+    return [] if avx2_host and not forced else require_cpus("x86-avx2")
+
+
 def tree_sha256(root):
     """{relative path: sha256} of every file under `root` (symlinks not followed): a before/after snapshot."""
     import hashlib

@@ -28,6 +28,7 @@ COMMANDS = {
     "data": "reszoo.cli.data_cmd:data_command",
     "verify": "reszoo.cli.verify_cmd:verify_command",
     "predict": "reszoo.cli.predict_cmd:predict_command",
+    "cpus": "reszoo.cli.cpus_cmd:cpus_command",
 }
 
 

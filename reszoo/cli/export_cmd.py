@@ -12,6 +12,7 @@ Example:
     $ reszoo export model.keras --precision int8 --calibration entropy --data digits
     $ reszoo export model.keras --format onnx --precision int8 --onnx-target x86-avx2 --data digits
     $ reszoo export model.keras --format micro --data digits   # <name>_model_data.cc/.h for TFLite Micro
+    $ reszoo export --precision int8 --check-cpu arm64 --check-cpu x86-avx2   # also verified on emulated CPUs
     $ reszoo export model.keras --prune 0.5 --prune-structure 2:4 --qat --data digits --finetune-epochs 2
 """
 import dataclasses
@@ -106,10 +107,13 @@ def resolve_model(model):
 @click.option("--fallback/--no-fallback", default=None, help="Keep the worst layers of a failing int8 file in "
               "float until its gate passes [on; off for --target edgetpu/micro, which must stay fully int8].")
 @click.option("--latency-runs", type=click.IntRange(0), default=30, show_default=True)
+@click.option("--check-cpu", "check_cpus", multiple=True, metavar="KIND", help="Also verify TFLite/ONNX files on "
+              "this CPU kind, emulated with QEMU (repeatable): host, x86-avx2, x86-sse4, arm64-dotprod, arm64-v8, "
+              "arm64 (both arm64 kinds); `reszoo cpus install` sets them up.")
 def export_command(model, formats, precisions, all_formats, data, calibration_samples, verify_samples, int8_io,
                    raw_input, calibration, onnx_target, dynamic_batch, output_dir, force, prune, prune_structure, qat,
                    cluster, finetune_epochs, max_optimization_drop, target, max_size, threads, gates, equalize,
-                   fallback, latency_runs):
+                   fallback, latency_runs, check_cpus):
     """Export MODEL to edge formats and verify each artifact's parity in its own runtime."""
     from rich.console import Console
 
@@ -124,7 +128,7 @@ def export_command(model, formats, precisions, all_formats, data, calibration_sa
                        "finetune_epochs": finetune_epochs},
         threads=threads, verify_samples=verify_samples, latency_runs=latency_runs, raw_input=raw_input,
         calibration=calibration, equalize=equalize, fallback=fallback, onnx_target=onnx_target,
-        max_optimization_drop=max_optimization_drop)
+        max_optimization_drop=max_optimization_drop, check_cpus=check_cpus)
     precheck_data(data)
     if output_dir:  # before TensorFlow loads; export_model checks again (also the default exports/<name>)
         check_output_target(output_dir, force, {"the input model": model or default_model_path(),
@@ -142,12 +146,16 @@ def print_outcome(report, output_dir, title):
     """The rich table, target problems and a one-line verdict (stdout)."""
     from rich.console import Console
 
-    from export.report import summary_table
+    from export.report import cpu_failure_lines, cpu_table, summary_table
 
     terminal = Console()
     out = terminal if terminal.is_terminal else Console(width=200)
     gate = (report.get("optimizations") or {}).get("gate")
     out.print(summary_table(report["artifacts"], title=title, gate=gate))
+    if cpu_table(report["artifacts"]) is not None:
+        out.print(cpu_table(report["artifacts"]))
+    for line in cpu_failure_lines(report["artifacts"]):
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
     for file, check in (report.get("target_checks") or {}).items():
         verdict = "ok" if check["passed"] else "; ".join(check["problems"])
         out.print(f"target {check['target']} {file}: {verdict}", markup=False, highlight=False)

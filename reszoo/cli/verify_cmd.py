@@ -14,6 +14,7 @@ outside DIR, bad --data, a SavedModel reference without --trust).
 Example:
     $ reszoo verify exports/resnet20_digits --data digits
     $ reszoo verify exports/resnet20_digits --trust   # also run SavedModel artifacts (you trust their author)
+    $ reszoo verify exports/resnet20_digits --cpu arm64 --cpu x86-avx2   # also on emulated CPUs
 """
 import click
 
@@ -42,23 +43,29 @@ def report_not_run(export_dir, not_run, ran_any):
 @click.option("--gate", "gates", multiple=True, help="Override a parity gate: PRECISION.KEY=VALUE.")
 @click.option("--verify-samples", type=click.IntRange(1), default=None, help="Cap on held-out samples [all].")
 @click.option("--latency-runs", type=click.IntRange(0), default=10, show_default=True)
+@click.option("--cpu", "cpus", multiple=True, metavar="KIND", help="Also run TFLite/ONNX files on this CPU kind, "
+              "emulated with QEMU (repeatable; `reszoo cpus` lists them, `reszoo cpus install` sets them up).")
 @click.option("--trust", is_flag=True, help="Also run SavedModel artifacts/reference: their graphs can run "
               "arbitrary TF ops (write files, ...), so only for dirs whose author you trust.")
-def verify_command(export_dir, data, threads, gates, verify_samples, latency_runs, trust):
+def verify_command(export_dir, data, threads, gates, verify_samples, latency_runs, cpus, trust):
     """Verify the artifacts of EXPORT_DIR against manifest.json and the Keras reference."""
     from export.manifest import read_manifest
     from export.verify import verify_export_dir
 
+    from export.cpus.verify import check_ready, checker
+
     read_manifest(export_dir)  # one-line user error for a missing dir/manifest, before TensorFlow loads
+    check_ready(cpus)  # each kind ready here, before any work
     from reszoo.cli.export_cmd import print_outcome
 
     result = verify_export_dir(export_dir, data=data, gates=list(gates), threads=threads, samples=verify_samples,
-                               latency_runs=latency_runs, trust=trust)
+                               latency_runs=latency_runs, trust=trust,
+                               other_cpus=checker(cpus) if cpus else None)
     if result["integrity_problems"]:
         fail_integrity(export_dir, result["integrity_problems"])
     report_not_run(export_dir, result["not_run"], bool(result["artifacts"]))
     sizes = {a["file"]: a for a in read_manifest(export_dir)["artifacts"]}
-    rows = [{**sizes[a["file"]], "parity": a["parity"]} for a in result["artifacts"]]
+    rows = [{**sizes[a["file"]], "verified_on": {}, **a} for a in result["artifacts"]]  # this run's CPUs only
     print_outcome({"artifacts": rows}, export_dir, f"verify: {export_dir} (data {result['data']})")
     if result["not_run"]:
         skipped = ", ".join(entry["file"] for entry in result["not_run"])

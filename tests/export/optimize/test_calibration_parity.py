@@ -32,8 +32,10 @@ def traced(trained_resnet, digits, tmp_path_factory):
 def test_every_row_passes_its_gate(traced, trained_resnet, tmp_path, method):
     from export import formats
     from export.converters import ConvertContext
+    from export.cpus.verify import verify_on
     from export.runtimes import load_runner
-    from export.verify import verify_runner
+    from export.verify import DEFAULT_GATES, verify_runner
+    from tests.helpers import avx2_checks
 
     saved_model, samples, x, y, reference = traced
     context = ConvertContext(saved_model, str(tmp_path), trained_resnet, samples, int8_io=True,
@@ -46,4 +48,7 @@ def test_every_row_passes_its_gate(traced, trained_resnet, tmp_path, method):
         parity = verify_runner(load_runner(path, fmt, threads=1), precision, x, reference, y, latency_runs=0)
         if not parity["passed"]:
             failures[path] = parity["failures"]
+        if fmt == "onnx":  # the int8 kernels that differ by x86 kind: also where AVX2's run (tests.helpers)
+            for kind, record in verify_on(avx2_checks(), path, fmt, precision, x, reference, y, DEFAULT_GATES).items():
+                failures.update({f"{path} on {kind}": record["failures"]} if not record["passed"] else {})
     assert not failures

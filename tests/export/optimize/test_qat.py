@@ -61,8 +61,11 @@ def test_qat_onnx_has_qdq_nodes_and_passes_the_int8_gate(qat_export, digits, tmp
     import onnx
 
     from export.converters.onnx import to_onnx
+    from export.cpus.run import run_on
+    from export.cpus.verify import EMULATED_SAMPLES
     from export.onnx_targets import TARGETS, quantized_types, resolve_target, saturation_problems
     from export.runtimes import load_runner
+    from tests.helpers import avx2_checks
 
     model, _, saved_model = qat_export
     _, _, x_held, y_held = digits
@@ -75,6 +78,9 @@ def test_qat_onnx_has_qdq_nodes_and_passes_the_int8_gate(qat_export, digits, tmp
     assert_int8_gate(load_runner(path, "onnx").predict(x_held), reference, y_held)
     if target == "x86-avx2":
         assert saturation_problems(path) == []
+        for kind in avx2_checks():  # run where AVX2's kernels run, when this host has others
+            count = EMULATED_SAMPLES
+            assert_int8_gate(run_on(kind, path, "onnx", x_held[:count]), reference[:count], y_held[:count])
 
 
 def test_qat_handles_highway_gates_and_converts_to_full_int8(digits, tmp_path, no_legacy_env):
