@@ -72,7 +72,11 @@ def test_tflm_runs_the_array_in_the_estimated_arena_and_matches_litert_reference
         interpreter.invoke()
         litert.interpreter.set_tensor(litert.input["index"], sample[None])
         litert.interpreter.invoke()
-        np.testing.assert_array_equal(interpreter.get_output(0), litert.interpreter.get_tensor(litert.output_details[0]["index"]))
+        # within one int8 step: the int8 SOFTMAX at the end is computed differently (TFLM: fixed-point exp;
+        # LiteRT's reference kernel: a table of float exps), and one output of the shipped test model lands on a
+        # rounding boundary (-116 vs -115); the integer ops before it agree exactly, on every CPU
+        micro, reference = interpreter.get_output(0), litert.interpreter.get_tensor(litert.output_details[0]["index"])
+        assert np.abs(micro.astype(int) - reference.astype(int)).max() <= 1, (micro, reference)
     interpreter.print_allocations()
     head = int(capfd.readouterr().err.split("Arena allocation head ")[1].split()[0])
     assert head == estimate["planned_bytes"]  # the greedy replica places every buffer where TFLM does
