@@ -51,15 +51,10 @@ def cpu_parity(kind, path, fmt, precision, x, reference, labels, gates, noise=0.
             "failures": failures, "passed": not failures}
 
 
-def verify_on(kinds, path, fmt, precision, x, reference, labels, gates, noise=0.0, samples=EMULATED_SAMPLES,
-              progress=None):
+def verify_on(kinds, path, fmt, precision, x, reference, labels, gates, noise=0.0, samples=EMULATED_SAMPLES):
     """{kind name: `cpu_parity` record} for every kind in `kinds` (`export.cpus.kinds.CpuKind` rows)."""
-    results = {}
-    for kind in kinds:
-        if progress:
-            progress(kind.name)
-        results[kind.name] = cpu_parity(kind, path, fmt, precision, x, reference, labels, gates, noise, samples)
-    return results
+    return {kind.name: cpu_parity(kind, path, fmt, precision, x, reference, labels, gates, noise, samples)
+            for kind in kinds}
 
 
 def checker(names, samples=EMULATED_SAMPLES):
