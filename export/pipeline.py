@@ -213,14 +213,22 @@ def export_model(model_or_path, request=None, *positional, show_progress=True, n
     request = _request(positional, request, options)
     run = _prepare_run(model_or_path, request, notify)
     with staged_dir(run.output_dir, request.force, _inputs(run.source, request.data)) as root:
-        steps_per_row = 3 if request.check_cpus else 2  # convert, verify (, verify on the other CPUs)
-        with Steps(total=steps_per_row * len(run.variants) + 3, enabled=show_progress) as steps:
+        with Steps(total=_step_count(request, run.variants), enabled=show_progress) as steps:
             run.root, run.steps = root, steps  # swapped in atomically on success
             steps.seconds["load model and data"] = time.perf_counter() - run.started
             steps.peaks["load model and data"] = peak_rss_mb()
             result = _export_into(run)
     result.output_dir = run.output_dir
     return result
+
+
+def _step_count(request, variants):
+    """Steps of the progress bar: convert and verify per row, verify on the other CPUs per row that runs there
+    (`--check-cpu`: TFLite/ONNX), and three for the run's shared steps."""
+    from export.cpus.verify import checkable
+
+    on_cpus = sum(checkable(row.format) for row in variants) if request.check_cpus else 0
+    return 2 * len(variants) + on_cpus + 3
 
 
 def _prepare_run(model_or_path, request, notify):
