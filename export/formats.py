@@ -2,7 +2,7 @@
 
 `VARIANTS` holds one row per (format, precision); `FORMATS` holds the per-format facts (file suffix, runtime)
 and the precisions its rows offer. Everything else reads these: `plan` (what a --format/--precision/--all
-choice builds), `convert` (calls the row's converter), `export.verify.DEFAULT_GATES` (a view of the gates).
+choice builds), `convert` (calls the row's converter), `export.gates.DEFAULT_GATES` (a view of the gates).
 
 Every converter module exposes one contract, `write(context, precision, path)`, with `context` an
 `export.converters.ConvertContext`.
@@ -28,10 +28,10 @@ import importlib
 from export.core.errors import UserError
 
 # fp32: a correct conversion differs from the reference only by float rounding, so its limit is derived
-# from the reference's own rounding noise (see export.verify.error_limit for the rule and its reasons).
+# from the reference's own rounding noise (see export.gates.error_limit for the rule and its reasons).
 # It is checked on the FP32_SAMPLES held-out samples the noise is measured on: a wrong float conversion
 # (a swapped channel, a changed weight, a wrong op) is wrong on every input, while agreement rates (fp16,
-# quantized rows) are statistics and take every held-out sample (`max_samples`, export.verify.checked_samples).
+# quantized rows) are statistics and take every held-out sample (`max_samples`, export.gates.checked_samples).
 FP32_SAMPLES = 64
 FP32_GATE = {"min_agreement": 1.0, "noise_multiple": 20.0, "noise_floor": 1e-4, "max_samples": FP32_SAMPLES}
 FP16_GATE = {"min_agreement": 0.995}

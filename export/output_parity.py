@@ -2,7 +2,7 @@
 
 Each output is compared with the reference output of the same name (`export.outputs`):
 
-- class scores ((N, classes), `Outputs.class_scores`): `export.verify.parity_metrics` and the precision's gate,
+- class scores ((N, classes), `Outputs.class_scores`): `export.gates.parity_metrics` and the precision's gate,
   as for a classifier (top-1 agreement, accuracy with labels, fp32 noise rule).
 - features (anything else): no agreement applies. fp32 keeps the noise rule per output: max |error| over the
   output's range <= max(20 x the output's own batch-1 noise, 1e-4). Reduced precisions are gated on the
@@ -63,7 +63,7 @@ def sample_sqnr_db(reference, outputs):
 def feature_gate(precision, gates):
     """The gate of a feature output at `precision`: the fp32 noise rule (or an explicit max_rel_err), else the
     SQNR floor; `--gate PRECISION.KEY=VALUE` overrides of these keys apply (e.g. int8.min_sqnr_db=25)."""
-    from export.verify import DEFAULT_GATES
+    from export.gates import DEFAULT_GATES
 
     defaults = {"min_sqnr_db": FEATURE_SQNR_DB[precision]} if precision in FEATURE_SQNR_DB else {
         k: v for k, v in DEFAULT_GATES.get(precision, {}).items() if k in FEATURE_GATE_KEYS}
@@ -76,7 +76,7 @@ def feature_gate(precision, gates):
 def feature_metrics(reference, outputs, noise=0.0, gate=None):
     """Errors of one feature output: max/mean |error|, max |error| over the reference's range (with the noise
     rule's limit as "tolerance"), SQNR over all samples and the worst sample's SQNR."""
-    from export.verify import error_limit
+    from export.gates import error_limit
 
     ref = np.asarray(reference, dtype="float64").reshape(len(reference), -1)
     out = np.asarray(outputs, dtype="float64").reshape(len(outputs), -1)
@@ -91,7 +91,7 @@ def feature_metrics(reference, outputs, noise=0.0, gate=None):
 
 
 def _feature_failures(metrics, gate):
-    from export.verify import GATE_CHECKS
+    from export.gates import GATE_CHECKS
 
     limit_of, passes, message = GATE_CHECKS["max_rel_err"]
     reasons = []
@@ -105,7 +105,7 @@ def _feature_failures(metrics, gate):
 
 def output_parity(reference, outputs, precision, gates, labels=None, noise=0.0, class_scores=False):
     """Metrics, gate, failures and verdict of one output (class scores or features)."""
-    from export.verify import check_gate, parity_metrics
+    from export.gates import check_gate, parity_metrics
 
     if class_scores:
         gate = dict(gates.get(precision, {}))
@@ -123,7 +123,7 @@ def output_parity(reference, outputs, precision, gates, labels=None, noise=0.0, 
 def outputs_noise(runner, x, reference, samples=None):
     """{name: the reference's own noise}: max |batched - one sample at a time| per output, in the space its
     errors are compared in (log-probabilities for softmax class scores, as `export.verify.reference_noise`)."""
-    from export.verify import NOISE_SAMPLES, comparable
+    from export.gates import NOISE_SAMPLES, comparable
 
     x = np.asarray(x[:samples or NOISE_SAMPLES], dtype="float32")
     again = [np.concatenate(parts) for parts in zip(*(runner.run_all(x[i:i + 1]) for i in range(len(x))))]
@@ -185,7 +185,7 @@ def verify_outputs(runner, precision, x, reference, labels=None, gates=None, lat
         >>> verify_outputs(load_runner("m_int8.tflite", "tflite"), "int8", x, reference)["passed"]  # doctest: +SKIP
         True
     """
-    from export.verify import DEFAULT_GATES
+    from export.gates import DEFAULT_GATES
 
     gates = gates or DEFAULT_GATES
     outputs = dict(zip(runner.output_names, runner.predict_all(x)))

@@ -197,7 +197,7 @@ def export_model(model_or_path, request=None, *positional, show_progress=True, n
     model_or_path: a Keras-3 model, a `.keras` path (its metadata gives preprocessing and labels), or a
     SavedModel dir. Options (see `ExportRequest.build`): formats, precisions, all_formats, data ("digits" |
     class-folder dir | .npz; default: the model's recorded data source, else digits), output_dir, force,
-    int8_io, dynamic_batch, calibration_samples, gates (overrides of `export.verify.DEFAULT_GATES`), target,
+    int8_io, dynamic_batch, calibration_samples, gates (overrides of `export.gates.DEFAULT_GATES`), target,
     max_size, optimizations ({"prune", "prune_structure", "qat", "cluster", "finetune_epochs"}, need data),
     threads, verify_samples, latency_runs, model_name, raw_input (uint8 pixel inputs with the preprocessing in
     the graph, `export.raw_input`), calibration (minmax | percentile | entropy | mse, `export.calibration`),
@@ -581,7 +581,7 @@ def _write_results(run, artifacts, target_checks, reference_facts, optimization_
 
 def _reference_facts(runner, outputs, x, y, latency_runs, source, model):
     from export.outputs import class_scores_of
-    from export.verify import top1_accuracy
+    from export.gates import top1_accuracy
 
     outputs = class_scores_of(outputs)  # the class scores accuracy is measured on (None for features only)
     latencies = runner.latency_ms(x[:1], runs=latency_runs) if latency_runs else []
@@ -622,7 +622,7 @@ def _optimize(run, work):
 def _held_out_hits(model, x, y):
     """Per held-out sample, whether `model`'s top-1 is its label; None when the labels cannot score it."""
     from export.runtimes import KerasRunner
-    from export.verify import labels_usable
+    from export.gates import labels_usable
 
     outputs = KerasRunner.from_model(model).predict(x)
     return (np.asarray(outputs).argmax(-1) == y) if labels_usable(y, outputs) else None

@@ -279,7 +279,7 @@ def as_probabilities(outputs, precision=None):
         >>> as_probabilities(np.array([[0.25, 0.75]])).tolist(), as_probabilities(np.array([[0.0, 0.0]])).tolist()
         ([[0.25, 0.75]], [[0.5, 0.5]])
     """
-    from export.verify import PROBABILITY_SUM_TOLERANCE, is_probabilities
+    from export.gates import PROBABILITY_SUM_TOLERANCE, is_probabilities
 
     outputs = np.asarray(outputs, dtype="float64").reshape(len(outputs), -1)
     slack = max(PROBABILITY_SUM_TOLERANCE, SUM_SLACK_PER_CLASS.get(precision, 0.0) * outputs.shape[-1])

@@ -60,7 +60,7 @@ class ExportRequest:
         from export.cpus.verify import check_ready
         from export.fallback import FULL_INT8_TARGETS
         from export.onnx_targets import resolve_target
-        from export.verify import merge_gates
+        from export.gates import merge_gates
 
         target = target or ("generic" if max_size else None)
         if fallback and target in FULL_INT8_TARGETS:

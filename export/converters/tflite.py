@@ -4,8 +4,8 @@ Precisions: fp32, fp16 (float16 weights), dynamic (int8 weights, float activatio
 calibrated with a representative dataset; `int8_io` makes input/output tensors int8 too, their scale and
 zero point are in the file and in the manifest), int16x8 (int16 activations, int8 weights).
 
-Which precisions exist and which need calibration is decided by `export.formats.VARIANTS`; `SETTINGS` here
-only says how each one configures the TFLiteConverter.
+Which precisions exist and which need calibration is decided by `export.formats.VARIANTS`; how each one configures
+the TFLiteConverter is `export.converters.tflite_settings.SETTINGS`.
 
 Example:
     >>> flatbuffer = convert("exports/_work/saved_model", "int8", calibration=x_train[:300])  # doctest: +SKIP
@@ -17,48 +17,9 @@ import numpy as np
 
 from export.calibration import DEFAULT_METHOD
 from export.converters import tflite_ranges
+from export.converters.tflite_settings import SETTINGS
 from export.core.errors import UserError
 from export.core.files import write_bytes
-
-
-def _representative(calibration):
-    def samples():
-        for sample in calibration:
-            yield [np.asarray(sample[None], dtype="float32")]
-
-    return samples
-
-
-def _fp32(converter, tf, calibration, int8_io):
-    return converter
-
-
-def _fp16(converter, tf, calibration, int8_io):
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.target_spec.supported_types = [tf.float16]
-    return converter
-
-
-def _dynamic(converter, tf, calibration, int8_io):
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    return converter
-
-
-def _int8(converter, tf, calibration, int8_io):
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = _representative(calibration)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if int8_io:
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    return converter
-
-
-def _int16x8(converter, tf, calibration, int8_io):
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = _representative(calibration)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-    return converter
 
 
 # The int8 ops before the first convolution with this many output channels stay float (`small_conv_prefix`) when
@@ -107,7 +68,6 @@ def float_convs(path):
 
 FP32_FILE_CACHE_KEY = "tflite_fp32_file"  # ConvertContext.cache key of the fp32 .tflite file
 INT8_IO_CACHE_KEY = "tflite_int8_int8_io"  # ConvertContext.cache key of the int8 flatbuffer with int8 I/O
-SETTINGS = {"fp32": _fp32, "fp16": _fp16, "dynamic": _dynamic, "int8": _int8, "int16x8": _int16x8}
 
 
 def convert(saved_model_dir, precision, calibration=None, int8_io=False, method=DEFAULT_METHOD, float_nodes=(),

@@ -19,7 +19,8 @@ Example:
 import numpy as np
 
 from export.calibration import DEFAULT_METHOD
-from export.converters import tflite, tflite_ranges
+from export.converters import tflite_ranges
+from export.converters.tflite_settings import SETTINGS as FLOAT_INPUT_SETTINGS
 from export.core.errors import UserError
 from export.core.files import write_bytes
 
@@ -36,14 +37,14 @@ def _representative(calibration, dtype):
 
 
 def _int8(converter, tf, calibration, int8_io):
-    converter = tflite.SETTINGS["int8"](converter, tf, calibration, int8_io)
+    converter = FLOAT_INPUT_SETTINGS["int8"](converter, tf, calibration, int8_io)
     converter.representative_dataset = _representative(calibration, "float32")  # pixel values, as float
     converter.inference_input_type = tf.uint8
     return converter
 
 
 def _int16x8(converter, tf, calibration, int8_io):
-    converter = tflite.SETTINGS["int16x8"](converter, tf, calibration, int8_io)
+    converter = FLOAT_INPUT_SETTINGS["int16x8"](converter, tf, calibration, int8_io)
     converter.representative_dataset = _representative(calibration, "uint8")
     converter.target_spec.supported_ops = [*converter.target_spec.supported_ops, tf.lite.OpsSet.TFLITE_BUILTINS]
     return converter
@@ -84,9 +85,10 @@ def _no_float_fallback(flatbuffer):
 
 
 # precision -> (which baked SavedModel, converter settings); the rest as in export.converters.tflite
-SETTINGS = {"fp32": ("saved_model_dir", tflite.SETTINGS["fp32"]), "fp16": ("saved_model_dir", tflite.SETTINGS["fp16"]),
-            "dynamic": ("saved_model_dir", tflite.SETTINGS["dynamic"]), "int8": ("float_pixels_dir", _int8),
-            "int16x8": ("saved_model_dir", _int16x8)}
+SETTINGS = {"fp32": ("saved_model_dir", FLOAT_INPUT_SETTINGS["fp32"]),
+            "fp16": ("saved_model_dir", FLOAT_INPUT_SETTINGS["fp16"]),
+            "dynamic": ("saved_model_dir", FLOAT_INPUT_SETTINGS["dynamic"]),
+            "int8": ("float_pixels_dir", _int8), "int16x8": ("saved_model_dir", _int16x8)}
 FINISH = {"int8": pin_pixel_input, "int16x8": _no_float_fallback}  # applied to the converted flatbuffer
 
 

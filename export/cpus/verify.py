@@ -24,8 +24,8 @@ def checkable(fmt):
 
 
 def sample_count(kind, gate, available, samples=EMULATED_SAMPLES):
-    """Samples `kind` runs: the gate's count (`export.verify.checked_samples`), capped at `samples` when emulated."""
-    from export.verify import checked_samples
+    """Samples `kind` runs: the gate's count (`export.gates.checked_samples`), capped at `samples` when emulated."""
+    from export.gates import checked_samples
 
     count = checked_samples(gate, available)
     return min(count, samples) if kind.emulator else count
@@ -34,7 +34,7 @@ def sample_count(kind, gate, available, samples=EMULATED_SAMPLES):
 def cpu_parity(kind, path, fmt, precision, x, reference, labels, gates, noise=0.0, samples=EMULATED_SAMPLES):
     """The parity record of the artifact at `path` on `kind`: the gate's metrics on its samples, the runtime
     and the CPU features the process saw, "failures" (each line as the host's) and "passed"."""
-    from export.verify import check_gate, parity_metrics
+    from export.gates import check_gate, parity_metrics
 
     gate = dict(gates.get(precision, {}))
     count = sample_count(kind, gate, len(x), samples)

@@ -100,7 +100,7 @@ def against_original(artifacts, original_hits):
 
     `original_hits`: per held-out sample, whether the original model's top-1 is its label (None: not measured).
     Each artifact is compared with the original on the samples it was checked on, the first parity["samples"]
-    (fp32 files: 64, `export.verify.checked_samples`), so both accuracies count the same images.
+    (fp32 files: 64, `export.gates.checked_samples`), so both accuracies count the same images.
 
     Example: against_original([{"parity": {"samples": 2, "accuracy": 0.5}}], np.array([True, True, False]))
     -> parity["accuracy_delta_vs_original"] == -50.0

@@ -14,6 +14,7 @@ import time
 
 
 def _pipeline(data, image_size, batch_size, augment, label_offset, num_classes, steps):
+    from reszoo.train import batches
     from reszoo.train import data as pipelines
     from reszoo.train.streams import is_streamed, open_stream
 
@@ -22,7 +23,7 @@ def _pipeline(data, image_size, batch_size, augment, label_offset, num_classes, 
               else pipelines.load_data(data, size))
     chosen = pipelines.resolve_augment(augment, source.source, size)
     spec = pipelines.default_spec(source.source, size)
-    dataset = pipelines.train_batches(source, spec, global_batch=batch_size, epoch=0, seed=0, augment=chosen,
+    dataset = batches.train_batches(source, spec, global_batch=batch_size, epoch=0, seed=0, augment=chosen,
                                       steps=steps)
     return source, chosen, dataset
 

@@ -24,6 +24,7 @@ sys.setrecursionlimit(max(sys.getrecursionlimit(), DEEP_GRAPH_RECURSION_LIMIT))
 
 from reszoo.models import cifar, densenet, resnet, resnet_v2  # noqa: E402,F401  (each registers its names)
 from reszoo.models.features import feature_info  # noqa: E402
-from reszoo.models.registry import create_model, get_entry, list_models, model_info, register_model  # noqa: E402
+from reszoo.models.factory import create_model  # noqa: E402
+from reszoo.models.registry import build_model, get_entry, list_models, model_info, register_model  # noqa: E402
 
-__all__ = ["create_model", "feature_info", "get_entry", "list_models", "model_info", "register_model"]
+__all__ = ["build_model", "create_model", "feature_info", "get_entry", "list_models", "model_info", "register_model"]

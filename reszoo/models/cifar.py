@@ -14,7 +14,7 @@ from reszoo.models.blocks import (BN_EPSILON, check_choice, check_common_args, c
                                   zero_pad_shortcut)
 from reszoo.models.features import check_feature_args, feature_outputs, refuse_output_stride
 from reszoo.models.registry import register_model
-from reszoo.models.weights import load_weights
+from reszoo.weights.keras_weights import load_weights
 
 SHORTCUTS = ("A", "B")
 PAPER_2015 = "He et al. 2015, Deep Residual Learning for Image Recognition, arXiv:1512.03385 (sec. 4.2)"

@@ -16,7 +16,7 @@ from reszoo.models.blocks import (BN_EPSILON, batch_norm, check_common_args, cla
                                   with_bn_epsilon)
 from reszoo.models.features import check_feature_args, feature_outputs, refuse_output_stride
 from reszoo.models.registry import register_rows
-from reszoo.models.weights import load_weights
+from reszoo.weights.keras_weights import load_weights
 
 PAPER_DENSENET = "Huang et al. 2017, Densely Connected Convolutional Networks, arXiv:1608.06993"
 BOTTLENECK_FACTOR = 4  # DenseNet-B: 1x1 conv to 4k channels before each 3x3

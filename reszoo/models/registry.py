@@ -3,9 +3,10 @@
 A leaf: it imports none of the families. The families register themselves when `reszoo.models` imports them,
 which `import reszoo` does, so the registry is complete before anything can look a name up.
 
+Pretrained weight tags are the factory's (`reszoo.models.factory`), which sits above this module.
+
 Example:
     >>> import reszoo
-    >>> model = reszoo.create_model("resnet20", num_classes=10)
     >>> "resnet20" in reszoo.list_models("resnet*")
     True
 """
@@ -89,25 +90,17 @@ def list_models(pattern=None):
     return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
 
 
-def create_model(name, /, **kwargs):
-    """Build the registered model `name`; keyword arguments go to its builder.
-
-    `weights` is None, a .keras / .weights.h5 file, or a pretrained tag: "imagenet" (keras.applications) or
-    one of `reszoo list --pretrained` such as "torchvision:IMAGENET1K_V2" (see `reszoo.weights.presets`).
+def build_model(name, /, **kwargs):
+    """Build the registered model `name` with its builder (keyword arguments as the builder takes them; `weights`
+    a file or None). Pretrained tags ("imagenet", SOURCE:NAME) are `reszoo.models.factory.create_model`'s.
 
     Example:
-        >>> m = create_model("resnet20", input_shape=(32, 32, 3), num_classes=10)
-        >>> m.output_shape
+        >>> import reszoo.models
+        >>> build_model("resnet20", input_shape=(32, 32, 3), num_classes=10).output_shape
         (None, 10)
     """
-    entry = get_entry(name)
     kwargs.setdefault("name", name)
-    if isinstance(kwargs.get("weights"), str):
-        from reszoo.weights.presets import create_pretrained, is_pretrained_tag
-
-        if is_pretrained_tag(kwargs["weights"]):  # "imagenet" or SOURCE:NAME: download, then port or import
-            return create_pretrained(name, **kwargs)
-    return entry.builder(**kwargs)
+    return get_entry(name).builder(**kwargs)
 
 
 @functools.lru_cache(maxsize=None)
@@ -135,7 +128,7 @@ def model_info(name, *, features_only=False, output_stride=None):
     backbone = {"features_only": True} if features_only else {"num_classes": entry.default_classes}
     if output_stride is not None:
         backbone["output_stride"] = output_stride
-    model = create_model(name, input_shape=entry.default_input, **backbone)
+    model = build_model(name, input_shape=entry.default_input, **backbone)
     macs = count_macs(model)
     facts = {
         "name": name,

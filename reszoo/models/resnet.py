@@ -2,7 +2,7 @@
 parametrized builder; depth variants are rows of a table.
 
 Layer names follow keras.applications (`conv1_conv`, `pool1_pool`, `conv2_block1_0_conv`, `..._3_bn`,
-`..._add`, `..._out`), so keras.applications weights map by name (see `reszoo.models.weights`).
+`..._add`, `..._out`), so keras.applications weights map by name (see `reszoo.weights.keras_weights`).
 
 Example:
     >>> from reszoo.models.resnet import ResNet
@@ -18,7 +18,7 @@ from reszoo.models.blocks import (BN_EPSILON, check_choice, check_common_args, c
                                   with_bn_epsilon)
 from reszoo.models.features import StridePlan, check_feature_args, check_output_stride, feature_outputs
 from reszoo.models.registry import register_model
-from reszoo.models.weights import load_weights
+from reszoo.weights.keras_weights import load_weights
 
 PAPER_2015 = "He et al. 2015, Deep Residual Learning for Image Recognition, arXiv:1512.03385"
 PAPER_TRICKS = "He et al. 2019, Bag of Tricks for Image Classification with CNNs, arXiv:1812.01187"

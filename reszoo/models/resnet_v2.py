@@ -28,7 +28,7 @@ from reszoo.models.blocks import (BN_EPSILON, batch_norm, check_choice, check_co
 from reszoo.models.features import StridePlan, check_feature_args, check_output_stride, feature_outputs
 from reszoo.models.resnet import check_stage_blocks
 from reszoo.models.registry import register_rows
-from reszoo.models.weights import load_weights
+from reszoo.weights.keras_weights import load_weights
 
 PAPER_V2 = "He et al. 2016, Identity Mappings in Deep Residual Networks, arXiv:1603.05027"
 EXPANSION = 4

@@ -43,7 +43,7 @@ class ResolvedModel:
 
     def build(self, **kwargs):
         """The registered model built with `kwargs` (UserError when its builder rejects one of them)."""
-        from reszoo.models.registry import create_model
+        from reszoo.models.factory import create_model
 
         if self.kind != "name":
             raise UserError(f"{self.path!r} is {KINDS[self.kind]}, not a registered model name; it cannot be built")

@@ -226,20 +226,6 @@ def with_options(dataset, deterministic):
     return dataset.with_options(options)
 
 
-def train_batches(data, spec, **options):
-    """`train_dataset` for in-memory data, `streams.train_stream_dataset` for a Stream (same options)."""
-    from reszoo.train.streams import Stream, train_stream_dataset
-
-    return (train_stream_dataset if isinstance(data, Stream) else train_dataset)(data, spec, **options)
-
-
-def eval_batches(data, spec, batch_size):
-    """`eval_dataset` for in-memory data, `streams.eval_stream_dataset` for a Stream."""
-    from reszoo.train.streams import Stream, eval_stream_dataset
-
-    return (eval_stream_dataset if isinstance(data, Stream) else eval_dataset)(data, spec, batch_size)
-
-
 def synthetic_batches(spec, global_batch, steps, num_classes, input_context=None):
     """`steps` batches of one fixed random batch: training with no input pipeline (`--synthetic`)."""
     import tensorflow as tf

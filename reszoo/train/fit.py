@@ -338,7 +338,7 @@ def watching_preemption(run, checkpointer):
 
 def epoch_loop(run, log, checkpointer, best_path, **preemption):
     """The `loop.EpochLoop` of `run`: train/eval steps, eval data, batches, checkpoints and best.keras saving."""
-    from reszoo.train import data as pipelines
+    from reszoo.train import batches
     from reszoo.train.loop import EpochLoop, make_eval_step, make_train_step
 
     config, inputs = run.config, run.inputs
@@ -347,7 +347,7 @@ def epoch_loop(run, log, checkpointer, best_path, **preemption):
                                  loss=config.loss, bce_threshold=config.bce_threshold, ema=run.ema)
     return EpochLoop(
         train_step, make_eval_step(run.model, inputs.num_classes, config.loss),
-        pipelines.eval_batches(inputs.held_out, inputs.spec, batch_size=max(config.batch_size, 256)),
+        batches.eval_batches(inputs.held_out, inputs.spec, batch_size=max(config.batch_size, 256)),
         epoch_batches(run), run.optimizer, log, inputs.steps_per_epoch, config.batch_size,
         checkpoint=(lambda step: checkpointer.save(step, run.settings)) if checkpointer else None,
         checkpoint_every=config.checkpoint_every,
@@ -358,6 +358,7 @@ def epoch_loop(run, log, checkpointer, best_path, **preemption):
 def epoch_batches(run):
     """`batches(epoch, skip)`: the distributed training batches of `epoch` from step `skip` on (seeded, sharded)."""
     from reszoo.train import data as pipelines
+    from reszoo.train.batches import train_batches
     from reszoo.train.mixing import Mixing
 
     config, inputs = run.config, run.inputs
@@ -368,11 +369,11 @@ def epoch_batches(run):
             if config.synthetic:
                 return pipelines.synthetic_batches(inputs.spec, config.batch_size, inputs.steps_per_epoch - skip,
                                                    inputs.num_classes, input_context)
-            return pipelines.train_batches(inputs.train, inputs.spec, global_batch=config.batch_size, epoch=epoch,
-                                           seed=config.seed, augment=inputs.augment, steps=inputs.steps_per_epoch,
-                                           skip_steps=skip, input_context=input_context,
-                                           deterministic=config.deterministic, mixing=mixing,
-                                           num_classes=inputs.num_classes)
+            return train_batches(inputs.train, inputs.spec, global_batch=config.batch_size, epoch=epoch,
+                                 seed=config.seed, augment=inputs.augment, steps=inputs.steps_per_epoch,
+                                 skip_steps=skip, input_context=input_context,
+                                 deterministic=config.deterministic, mixing=mixing,
+                                 num_classes=inputs.num_classes)
 
         return run.distribution.distribute_datasets_from_function(dataset_fn)
 
@@ -497,7 +498,7 @@ def build_model(plan, policy=None, logits=False):
     `logits` builds it without the classifier's softmax (registered models only)."""
     import keras
 
-    from reszoo.models.registry import create_model
+    from reszoo.models.factory import create_model
 
     with dtype_policy(policy):
         if plan.instance is None:

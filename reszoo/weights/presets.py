@@ -153,7 +153,7 @@ def _keras_applications(name, kwargs):
     """weights="imagenet": keras.applications' own download, then the exact port into reszoo's graph."""
     import keras
 
-    from reszoo.models.weights import KERAS_APPLICATIONS, from_keras_applications
+    from reszoo.weights.keras_weights import KERAS_APPLICATIONS, from_keras_applications
 
     if name not in KERAS_APPLICATIONS:
         raise UserError(f"weights='imagenet' (keras.applications) exists for {', '.join(KERAS_APPLICATIONS)}, not "

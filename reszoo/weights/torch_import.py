@@ -16,7 +16,7 @@ import dataclasses
 import numpy as np
 
 from reszoo.errors import UserError
-from reszoo.models.weights import SHOWN_NAMES, name_list
+from reszoo.weights.keras_weights import SHOWN_NAMES, name_list
 from reszoo.weights.layouts import choose_layout
 from reszoo.weights.state_dict import load_state_dict
 
@@ -122,7 +122,7 @@ def import_torch(source, name, /, layout="auto", prefer_ema=False, **builder_kwa
         >>> import numpy as np
         >>> model, report = import_torch({"linear.weight": np.zeros((3, 64))}, "resnet20")  # doctest: +SKIP
     """
-    from reszoo.models.registry import create_model
+    from reszoo.models.registry import build_model
 
     state = load_state_dict(source, prefer_ema)
     chosen = choose_layout(state, layout)
@@ -131,7 +131,7 @@ def import_torch(source, name, /, layout="auto", prefer_ema=False, **builder_kwa
     if headless:
         kwargs.pop("num_classes", None)
     try:
-        model = create_model(name, **kwargs)
+        model = build_model(name, **kwargs)
     except (TypeError, ValueError) as error:
         raise UserError(f"cannot build {name!r} with {kwargs}: {error}") from None
     drop = chosen.classifiers if headless else ()

@@ -201,10 +201,9 @@ def _converter(identity_graph, precision, samples, int8_io):
     """A TFLiteConverter configured as `export.converters.tflite` configures it (TF's own calibration)."""
     import tensorflow as tf
 
-    from export.converters import tflite
+    from export.converters.tflite_settings import SETTINGS
 
-    return tflite.SETTINGS[precision](tf.lite.TFLiteConverter.from_saved_model(identity_graph[0]), tf, samples,
-                                      int8_io)
+    return SETTINGS[precision](tf.lite.TFLiteConverter.from_saved_model(identity_graph[0]), tf, samples, int8_io)
 
 
 def _quantization(flatbuffer):

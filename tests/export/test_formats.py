@@ -55,18 +55,19 @@ def test_every_row_names_a_converter_with_the_one_contract():
     import importlib
     import inspect
 
-    from export.converters import tflite
+    from export.converters import tflite_raw, tflite_settings
     from export.formats import VARIANTS
 
     for row in VARIANTS:
         write = importlib.import_module(row.converter).write
         assert list(inspect.signature(write).parameters) == ["context", "precision", "path"], row
-    assert set(tflite.SETTINGS) == set(FORMATS["tflite"].precisions)  # how, for exactly what the table offers
+    for settings in (tflite_settings.SETTINGS, tflite_raw.SETTINGS):  # how, for exactly what the table offers
+        assert set(settings) == set(FORMATS["tflite"].precisions)
 
 
 def test_gates_are_a_view_of_the_table():
     from export.formats import VARIANTS
-    from export.verify import DEFAULT_GATES
+    from export.gates import DEFAULT_GATES
 
     for row in VARIANTS:
         assert DEFAULT_GATES[row.precision] == row.gate, row  # one gate per precision, whatever the format

@@ -198,7 +198,8 @@ def test_a_corrupted_stage_fails_only_its_output(backbone, held_out, tmp_path):
     import keras
 
     from export.runtimes import KerasRunner
-    from export.verify import DEFAULT_GATES, verify_runner
+    from export.gates import DEFAULT_GATES
+    from export.verify import verify_runner
 
     broken = keras.models.clone_model(backbone)
     broken.set_weights(backbone.get_weights())
@@ -221,7 +222,8 @@ def test_swapped_outputs_of_one_shape_fail_both(trained, held_out, tmp_path):
     import keras
 
     from export.runtimes import KerasRunner
-    from export.verify import DEFAULT_GATES, verify_runner
+    from export.gates import DEFAULT_GATES
+    from export.verify import verify_runner
 
     image, features, _ = trained
     side = keras.layers.Conv2D(32, 1, name="side")(features[1])

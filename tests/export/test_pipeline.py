@@ -108,7 +108,7 @@ def test_int8_io_scales_dequantize_to_the_reference(full_export, tiny_keras_path
 def test_fp32_parity_is_on_logits_and_records_the_noise_rule(full_export):
     """The tiny model ends in a softmax: fp32 errors are on log-probabilities and the tolerance used is recorded;
     precisions gated on agreement alone compare the probabilities as they are (no error limit, no noise)."""
-    from export.verify import error_limit
+    from export.gates import error_limit
 
     noise = full_export.report["reference"]["noise"]
     for entry in full_export.artifacts:

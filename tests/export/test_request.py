@@ -58,7 +58,7 @@ def test_export_with_a_request_does_not_plan_again(tmp_path, monkeypatch):
     """The pipeline runs the request it is given: planning and gate merging are not repeated."""
     import keras
 
-    from export import formats, verify
+    from export import formats, gates
     from export.pipeline import export_model
 
     keras.utils.set_random_seed(0)
@@ -70,7 +70,7 @@ def test_export_with_a_request_does_not_plan_again(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("planned or merged again")
     monkeypatch.setattr(formats, "plan", refuse)
-    monkeypatch.setattr(verify, "merge_gates", refuse)
+    monkeypatch.setattr(gates, "merge_gates", refuse)
     result = export_model(model, request, show_progress=False, notify=lambda message: None)
     assert result.passed and [a["file"] for a in result.artifacts] == ["small.keras", "small_fp32.tflite"]
     assert result.manifest["options"]["gates"]["fp32"]["noise_multiple"] == 30.0

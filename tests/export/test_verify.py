@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from export.core.errors import UserError
-from export.verify import DEFAULT_GATES, check_gate, merge_gates, parity_metrics, parse_gate, verify_runner
+from export.gates import DEFAULT_GATES, check_gate, merge_gates, parity_metrics, parse_gate
+from export.verify import verify_runner
 
 REFERENCE = np.array([[0.7, 0.2, 0.1],
                       [0.1, 0.8, 0.1],

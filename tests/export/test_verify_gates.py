@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from export.formats import FP32_GATE
-from export.verify import (PROBABILITY_FLOOR, as_logits, comparable, error_limit, merge_gates, parity_metrics,
-                           reference_noise, verify_runner)
+from export.gates import PROBABILITY_FLOOR, as_logits, comparable, error_limit, merge_gates, parity_metrics
+from export.verify import reference_noise, verify_runner
 
 
 def softmax(logits):

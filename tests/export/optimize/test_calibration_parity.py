@@ -34,7 +34,8 @@ def test_every_row_passes_its_gate(traced, trained_resnet, tmp_path, method):
     from export.converters import ConvertContext
     from export.cpus.verify import verify_on
     from export.runtimes import load_runner
-    from export.verify import DEFAULT_GATES, verify_runner
+    from export.gates import DEFAULT_GATES
+    from export.verify import verify_runner
     from tests.helpers import avx2_checks
 
     saved_model, samples, x, y, reference = traced

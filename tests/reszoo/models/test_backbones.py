@@ -282,7 +282,7 @@ def test_model_info_describes_the_backbone():
 
 @SLOW  # a full-width ResNet50V2 (25 M parameters)
 def test_keras_applications_weights_port_into_a_dilated_backbone():
-    from reszoo.models.weights import from_keras_applications
+    from reszoo.weights.keras_weights import from_keras_applications
 
     source = keras.applications.ResNet50V2(weights=None, include_top=False, input_shape=(SIDE, SIDE, 3))
     rng = np.random.default_rng(0)

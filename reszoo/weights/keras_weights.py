@@ -221,7 +221,7 @@ def from_keras_applications(keras_model_or_path, name, input_shape=None, **backb
     """
     import keras
 
-    from reszoo.models.registry import create_model
+    from reszoo.models.registry import build_model
 
     if name not in KERAS_APPLICATIONS:
         raise UserError(f"no keras.applications port for {name!r}; supported: {', '.join(KERAS_APPLICATIONS)}")
@@ -233,5 +233,5 @@ def from_keras_applications(keras_model_or_path, name, input_shape=None, **backb
     head = _head_arguments(keras_model)
     if backbone.get("features_only"):
         head = {"input_shape": head["input_shape"]}
-    model = create_model(name, **layout, **head, **backbone)
+    model = build_model(name, **layout, **head, **backbone)
     return transfer_weights(keras_model, model, partial=bool(backbone.get("features_only")))

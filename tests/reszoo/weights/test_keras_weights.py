@@ -5,7 +5,7 @@ import pytest
 
 import reszoo
 from reszoo.errors import UserError
-from reszoo.models.weights import from_keras_applications, transfer_weights
+from reszoo.weights.keras_weights import from_keras_applications, transfer_weights
 
 SIZE = 64
 
