@@ -9,12 +9,6 @@ Example:
     True
 """
 
-from export.core.moved import install_moved_modules
-
-MOVED = {"export.errors": "export.core.errors", "export.metadata": "export.core.metadata",
-         "export.datasets": "export.data.sources", "export.preprocess": "export.data.preprocess"}
-install_moved_modules(MOVED)
-
 _LAZY = {"export_model": "export.pipeline", "ExportResult": "export.pipeline", "load_runner": "export.runtimes"}
 
 

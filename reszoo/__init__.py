@@ -12,26 +12,12 @@ Example:
 """
 import importlib
 
-from export.core.moved import install_moved_modules
-
 __version__ = "0.1.0"
 ZOO_FUNCTIONS = ("create_model", "feature_info", "list_models", "model_info", "register_model")
-MOVED = {  # old module -> new place (the restructure); importing an old name says where it went
-    "reszoo.registry": "reszoo.models.registry", "reszoo.layers": "reszoo.models.blocks",
-    "reszoo.flops": "reszoo.models.flops",
-    "reszoo.zoo_table": "reszoo.models.zoo_table",
-    "reszoo.bench": "reszoo.analysis.bench", "reszoo.diagnose": "reszoo.analysis.diagnose",
-    "reszoo.data": "reszoo.train.data",
-}
 __all__ = [*ZOO_FUNCTIONS, "__version__"]
-
-
-install_moved_modules(MOVED)
 
 
 def __getattr__(name):
     if name in ZOO_FUNCTIONS:
         return getattr(importlib.import_module("reszoo.models"), name)
-    if f"reszoo.{name}" in MOVED:
-        raise AttributeError(f"reszoo.{name} moved to {MOVED[f'reszoo.{name}']}")
     raise AttributeError(f"module 'reszoo' has no attribute {name!r}")

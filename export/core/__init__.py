@@ -1,5 +1,5 @@
 """export/core is the base floor: errors, atomic files and safe output folders, the model metadata,
-native-noise filtering and the moved-module table.
+native-noise filtering and the CPU facts.
 
 Nothing in `export.core` imports from `reszoo` or from the rest of `export`, so every other module (export
 and reszoo alike) may import it without cycles; none of it imports TensorFlow at import time.

@@ -41,7 +41,7 @@ def test_files_with_the_old_custom_option_a_layer_still_twin_exactly():
 
 
 def test_grouped_conv_and_squeeze_excite_twin_is_exact():
-    resnet = pytest.importorskip("reszoo.models.resnet")
+    from reszoo.models import resnet
     model = resnet.ResNet((1, 1), "bottleneck", groups=4, base_width=32, width=8, se=True,
                           input_shape=(32, 32, 3), num_classes=10)
     twin = assert_exact_twin(model)

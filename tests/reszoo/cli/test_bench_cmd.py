@@ -138,12 +138,3 @@ def test_input_size_is_refused_for_an_export_dir_and_a_saved_model_dir_is_no_ben
     (tmp_path / "sm" / "saved_model.pb").write_bytes(b"")
     assert_one_line_user_error(run_cli("bench", tmp_path / "sm"), f"'{tmp_path / 'sm'}' is a SavedModel dir",
                                "allowed here: a registered model name", "an export dir")
-
-
-@pytest.mark.parametrize("old, new", [("reszoo.bench", "reszoo.analysis.bench"),
-                                      ("reszoo.diagnose", "reszoo.analysis.diagnose")])
-def test_the_old_module_names_say_where_they_moved(old, new):
-    import importlib
-
-    with pytest.raises(ModuleNotFoundError, match=f"^{old} moved to {new}$"):
-        importlib.import_module(old)

@@ -82,8 +82,3 @@ def test_training_loads_tfrecord_through_the_one_source_table(tmp_path):
     assert loaded.class_names == ["0", "1", "2"] and loaded.source == str(tmp_path / "*.tfrecord")
     with pytest.raises(pipelines.UserError, match="no TFRecord files"):
         pipelines.load_data(str(tmp_path / "none*.tfrecord"), (16, 16))
-
-
-def test_the_old_module_name_says_where_the_pipeline_went():
-    with pytest.raises(ModuleNotFoundError, match=r"^reszoo.data moved to reszoo.train.data$"):
-        import reszoo.data  # noqa: F401
