@@ -181,8 +181,8 @@ METHODS = {method.name: method for method in (
     Method("entropy", entropy_threshold, "clip |x| where the quantized histogram keeps the most information (KL)"),
     Method("mse", mse_threshold, "clip |x| where clipping plus rounding error is least"),
 )}
-# Measured (tools/calibration_methods.py, README "Calibration methods"): on the trained tiny ResNet and the shipped
-# resnet20_digits, percentile and mse agree with the float model within 1-3 of 360 held-out digits of minmax,
+# Measured (tools/calibration_methods.py, docs/quantization.md "Calibration methods"): on the trained tiny
+# ResNet and the shipped resnet20_digits, percentile and mse agree with the float model within 1-3 of 360 held-out digits of minmax,
 # above on some rows and below on others, and SQNR within +-1 dB but for one row (ONNX percentile on resnet20,
 # +3 dB); entropy fails the int8 gate on the tiny ResNet (62 %). Nothing beats minmax, so it stays the default.
 DEFAULT_METHOD = "minmax"

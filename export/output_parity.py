@@ -26,7 +26,7 @@ import numpy as np
 
 SQNR_CAP_DB = 200.0  # an exact output (error 0) reports this; float32 rounding alone stays near 140 dB
 # Feature outputs: the least SQNR (dB) per precision, over all held-out samples of one output. Measured on this
-# AVX-512 VNNI CPU (tools/multi_output_parity.py; README "Multi-output models"), lowest output of each:
+# AVX-512 VNNI CPU (tools/multi_output_parity.py; docs/export.md "Multi-output models"), lowest output of each:
 #   3-stage backbone trained on digits (98.6 %): fp16 56, int8 32.3 (TFLite = ONNX to float rounding), int16x8
 #   35.1 (its weights are int8 too), TFLite dynamic 37.7, ONNX dynamic 33.8; at random init: 63, 34.0, 39.5, 38.3;
 #   resnet20 width 16 trained (92 %, 19 convs, stage outputs + class scores): fp16 65.4, int8 29.7, dynamic 36.8.

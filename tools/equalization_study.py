@@ -1,4 +1,4 @@
-"""Int8 with and without cross-layer equalization: output SQNR, agreement and the worst layers (README figures).
+"""Int8 with and without cross-layer equalization: output SQNR, agreement and the worst layers (docs/quantization.md figures).
 
 Exports MODEL (a .keras file or a registered name) to TFLite and ONNX int8 twice, `--no-equalize
 --no-fallback` and with equalization (the default, fallback off so the figures are equalization's alone), and

@@ -1,6 +1,6 @@
 """TFLite files of a `--raw-input` run (`export.raw_input`): every precision takes a uint8 pixel input tensor.
 
-How each precision gets there (measured with ai-edge-litert / TF 2.21, see README "Raw-pixel artifacts"):
+How each precision gets there (measured with ai-edge-litert / TF 2.21, see docs/export.md "Raw-pixel artifacts"):
 
     fp32 / fp16 / dynamic  the uint8 baked SavedModel as it is: uint8 -> CAST -> DEPTHWISE_CONV_2D (normalize) -> model
     int8      the float-pixel twin of the baked graph with `inference_input_type=uint8`: the input tensor is

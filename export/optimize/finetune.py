@@ -54,7 +54,7 @@ def progress_callback(progress, description, total):
 def freeze_batch_norm(model):
     """Put every BatchNormalization of a tf_keras model (also inside a tfmot wrapper) in inference mode
     (trainable=False): fine-tuning on a few hundred images must not replace the statistics the model was
-    trained with (measured: README "QAT that helps"). Returns the frozen layers' names."""
+    trained with (measured: docs/optimization.md "QAT that helps"). Returns the frozen layers' names."""
     frozen = []
     for layer in model.layers:
         inner = getattr(layer, "layer", layer)

@@ -148,7 +148,7 @@ def keep_zeros_callback(model):
 
 
 CALIBRATION_SAMPLES = 512  # training samples the activation ranges start from (qat_ranges.calibrate_ranges)
-DEFAULT_FIXES = {"calibrate_ranges": True, "freeze_batch_norm": True}  # measured: README "QAT that helps"
+DEFAULT_FIXES = {"calibrate_ranges": True, "freeze_batch_norm": True}  # measured: docs/optimization.md "QAT that helps"
 
 
 def quantize_aware_train(model, x, y, epochs, batch_size, learning_rate, preserve=None, progress=None,

@@ -83,7 +83,7 @@ def resolve_model(model):
 @click.option("--raw-input", is_flag=True, help="Bake the preprocessing into the graph: tflite/onnx/saved_model "
               "artifacts take uint8 NHWC pixels at the model's input size (.keras stays float).")
 @click.option("--calibration", default=None, metavar="METHOD", help="How int8/int16x8 activation ranges are "
-              "calibrated: minmax, percentile, entropy or mse [minmax] (README 'Calibration methods').")
+              "calibrated: minmax, percentile, entropy or mse [minmax] (docs/quantization.md 'Calibration methods').")
 @click.option("--onnx-target", default=None, metavar="CPU", help="CPU the ONNX int8 file is for: x86-vnni (U8S8), "
               "x86-avx2 (U8S8, 7-bit weights: cannot saturate) or arm (S8S8) [this host's].")
 @click.option("--dynamic-batch", is_flag=True, help="Dynamic batch dimension instead of static batch 1.")

@@ -79,7 +79,7 @@ def _multi_worker():
     import tensorflow as tf
 
     if cluster_workers() < 1:
-        raise UserError("strategy 'multi-worker' needs TF_CONFIG describing the cluster (see README)")
+        raise UserError("strategy 'multi-worker' needs TF_CONFIG describing the cluster (see docs/training.md)")
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 

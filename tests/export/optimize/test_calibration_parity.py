@@ -6,8 +6,8 @@ import pytest
 from export import calibration
 
 ROWS = (("tflite", "int8"), ("micro", "int8"), ("tflite", "int16x8"), ("onnx", "int8"))  # micro reuses tflite int8
-# Measured (README "Calibration methods"): entropy (KL) clips the first conv's ReLU output to 20 % of its max
-# and the int8 rows agree on ~62 % of the held-out digits (gate 98 %); int16x8 passes. Strict: if entropy ever
+# Measured (docs/quantization.md "Calibration methods"): entropy (KL) clips the first conv's ReLU output to
+# 20 % of its max and the int8 rows agree on ~62 % of the held-out digits (gate 98 %); int16x8 passes. Strict: if entropy ever
 # passes here, this marker must go.
 ENTROPY_FAILS = pytest.mark.xfail(strict=True, reason="entropy calibration: int8 top-1 agreement ~62 % < 98 %")
 METHODS = [pytest.param(name, marks=ENTROPY_FAILS) if name == "entropy" else name for name in calibration.METHODS]
