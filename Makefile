@@ -36,7 +36,7 @@ cpus: $(STAMP)
 	$(BIN)/reszoo cpus install
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

@@ -8,10 +8,12 @@ import pytest  # noqa: E402
 
 @pytest.fixture
 def run_cli():
-    """Run `reszoo ARGS...` in a subprocess (as users do): `tests.helpers.run_reszoo`."""
-    from tests.helpers import run_reszoo
+    """Run `reszoo ARGS...` in this process, output captured as a terminal would see it (exit code, stdout,
+    stderr with native writes, warnings and tracebacks): `tests.cli_runner.run_reszoo_here`. Start-up, signals
+    and import-time environment are subprocess tests (`tests.helpers.run_reszoo`)."""
+    from tests.cli_runner import run_reszoo_here
 
-    return run_reszoo
+    return run_reszoo_here
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +74,28 @@ def full_export(tiny_keras_path, tmp_path_factory):
 
 
 EMULATION_SKIP = "emulated CPU not set up"  # the reason prefix of `tests.helpers.require_cpus`
+FILE_SECONDS = {}  # test file -> seconds of its tests' set-up, call and tear-down (summed over workers)
+COSTLIEST_FILES = 15
+
+
+def pytest_runtest_logreport(report):
+    """Add each phase's duration to its file; with RESZOO_TEST_TIMES=PATH also append a line to PATH at once
+    (a run that is cut short still leaves its times)."""
+    test_file = report.nodeid.split("::")[0]
+    FILE_SECONDS[test_file] = FILE_SECONDS.get(test_file, 0.0) + report.duration
+    if os.environ.get("RESZOO_TEST_TIMES"):
+        with open(os.environ["RESZOO_TEST_TIMES"], "a") as times:
+            times.write(f"{report.nodeid}\t{report.when}\t{report.duration:.3f}\n")
 
 
 def pytest_terminal_summary(terminalreporter):
-    """Name the emulated-CPU checks that did not run here (never a silent skip) and the command that sets them up."""
+    """The costliest test files (so the suite's cost stays visible), and the emulated-CPU checks that did not
+    run here (never a silent skip) with the command that sets them up."""
+    costliest = sorted(FILE_SECONDS.items(), key=lambda item: -item[1])[:COSTLIEST_FILES]
+    if costliest:
+        terminalreporter.write_sep("-", f"the {len(costliest)} costliest test files (seconds, all workers)")
+        for test_file, seconds in costliest:
+            terminalreporter.write_line(f"{seconds:8.1f}  {test_file}")
     skipped = [report for report in terminalreporter.stats.get("skipped", [])
                if EMULATION_SKIP in str(report.longrepr)]
     if skipped:
