@@ -1,4 +1,5 @@
-"""Regenerate reszoo/models/zoo_table.json (params and FLOPs of every registered model; takes minutes).
+"""Regenerate reszoo/models/zoo_table.json (params and FLOPs of every registered model; takes minutes), the data
+`reszoo list` and `reszoo info` print without TensorFlow (`reszoo.catalog`). Run it after adding a model.
 
 Usage:
     .venv/bin/python tools/make_zoo_table.py

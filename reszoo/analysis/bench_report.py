@@ -6,6 +6,7 @@ Example:
     '| artifact | format | precision | size |'
 """
 import io
+import itertools
 import json
 import os
 
@@ -105,7 +106,71 @@ def render_markdown(report):
     return "\n".join(lines + ["", markdown_table(report["rows"]), "", roofline_line(report), ""])
 
 
-LABEL_OFFSETS = ((8, 8), (8, -22), (-70, 8), (-70, -22))  # cycled so that nearby points' labels do not collide
+# Point labels: each goes to the first free spot around its point, tried ring by ring (LABEL_STEP points apart)
+# in these directions, right-up first; the text is aligned away from the point, so it never covers its own marker.
+LABEL_DIRECTIONS = ((1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1))
+HORIZONTAL_ALIGNMENT = {1: "left", 0: "center", -1: "right"}
+VERTICAL_ALIGNMENT = {1: "bottom", 0: "center", -1: "top"}
+LABEL_STEP = 6  # points between rings
+RINGS_INSIDE = 12  # rings tried inside the axes; past them the nearest free spot wins, wherever it is
+LEADER_FROM_RING = 3  # labels this far out get a thin line to their point
+LABEL_GAP_PIXELS = 2  # kept free around each label
+LABEL_FONT_SIZE = 8
+
+
+def label_spots():
+    """(ring, (dx, dy) offset in points) around a point, nearest first, without end.
+
+    Example:
+        >>> [spot for _, spot in itertools.islice(label_spots(), 3)]
+        [(6, 6), (6, -6), (-6, 6)]
+    """
+    for ring in itertools.count(1):
+        for dx, dy in LABEL_DIRECTIONS:
+            yield ring, (dx * ring * LABEL_STEP, dy * ring * LABEL_STEP)
+
+
+def _sign(value):
+    return (value > 0) - (value < 0)
+
+
+def text_box(label, renderer):
+    """The pixel box of an annotation's text alone (its own extent also spans its leader line)."""
+    from matplotlib.text import Text
+
+    label.update_positions(renderer)  # the text's transform follows the annotated point
+    return Text.get_window_extent(label, renderer)
+
+
+def marker_box(axes, point, size):
+    """The display box (pixels) of a scatter marker of area `size` (points^2) at data `point`."""
+    from matplotlib.transforms import Bbox
+
+    x, y = axes.transData.transform(point)
+    radius = size ** 0.5 / 2 * axes.figure.dpi / 72
+    return Bbox.from_extents(x - radius, y - radius, x + radius, y + radius)
+
+
+def _contains(outer, box):
+    return outer.x0 <= box.x0 and box.x1 <= outer.x1 and outer.y0 <= box.y0 and box.y1 <= outer.y1
+
+
+def place_label(axes, text, point, color, taken):
+    """Annotate `point` with `text` at the first spot (`label_spots`) whose box meets none of `taken` (display
+    boxes of markers and labels placed before) and lies inside the axes, within RINGS_INSIDE rings; past them
+    at the first free spot anywhere (a spot far enough out meets nothing, so this ends). The label's box joins
+    `taken`; returns the annotation."""
+    renderer, frame = axes.figure.canvas.get_renderer(), axes.get_window_extent()
+    for ring, (dx, dy) in label_spots():
+        leader = {"arrowstyle": "-", "color": color, "lw": 0.6, "shrinkB": 5} if ring >= LEADER_FROM_RING else None
+        label = axes.annotate(text, point, xytext=(dx, dy), textcoords="offset points", fontsize=LABEL_FONT_SIZE,
+                              color=color, ha=HORIZONTAL_ALIGNMENT[_sign(dx)], va=VERTICAL_ALIGNMENT[_sign(dy)],
+                              arrowprops=leader)
+        box = text_box(label, renderer).padded(LABEL_GAP_PIXELS)
+        if not any(box.overlaps(other) for other in taken) and (ring > RINGS_INSIDE or _contains(frame, box)):
+            taken.append(box)
+            return label
+        label.remove()
 
 
 def label_some_minor_ticks(value, _position=None):
@@ -125,21 +190,21 @@ def point_label(row):
     return f"{row['format']} {row['precision']}\n{what} {format_fraction(quality)}"
 
 
-def render_plot(report):
-    """bench.png bytes: median latency vs file size (log-log), one labelled point per artifact with its accuracy;
-    the reference (row 0) is a star."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+def draw_plot(report):
+    """The bench.png figure (Agg canvas, no pyplot state): median latency vs file size (log-log), one point per
+    artifact, the reference (row 0) a star, each labelled with its accuracy where no other label or marker is."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
 
-    figure, axes = plt.subplots(figsize=(8, 5), dpi=100)
+    figure = Figure(figsize=(8, 5), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    points = []  # (data point, marker area, colour, label) per row
     for index, row in enumerate(report["rows"]):
-        size_mb, latency = row["size_bytes"] / 1e6, row["latency_median_ms"]
-        points = axes.scatter([size_mb], [latency], s=70 if index else 140, marker="o" if index else "*")
-        axes.annotate(point_label(row), (size_mb, latency), textcoords="offset points", fontsize=8,
-                      xytext=LABEL_OFFSETS[index % len(LABEL_OFFSETS)], color=points.get_facecolor()[0])
+        point, size = (row["size_bytes"] / 1e6, row["latency_median_ms"]), 70 if index else 140
+        marker = axes.scatter(*zip(point), s=size, marker="o" if index else "*")
+        points.append((point, size, marker.get_facecolor()[0], point_label(row)))
     axes.set_xscale("log")
     axes.set_yscale("log")
     for axis in (axes.xaxis, axes.yaxis):
@@ -151,10 +216,17 @@ def render_plot(report):
                    f"{report['machine']['cpu_model']}, {report['date_utc']}", fontsize=9)
     axes.grid(True, which="both", alpha=0.3)
     axes.margins(x=0.3, y=0.3)
+    figure.tight_layout()  # the layout is final before labels are placed: their boxes are measured in pixels
+    taken = [marker_box(axes, point, size) for point, size, _, _ in points]
+    for point, _, color, text in points:
+        place_label(axes, text, point, color, taken)
+    return figure
+
+
+def render_plot(report):
+    """bench.png bytes (`draw_plot`)."""
     buffer = io.BytesIO()
-    figure.tight_layout()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
+    draw_plot(report).savefig(buffer, format="png")
     return buffer.getvalue()
 
 

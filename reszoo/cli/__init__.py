@@ -15,20 +15,25 @@ import click
 
 from export.core.errors import UserError
 
-# command name -> "module:attribute"; each module defines one click command.
+ZOO = "reszoo.models"  # TF imported quietly; every model name and the layer of older reszoo .keras files
+# (ZeroPadShortcut) registered
+
+# command name -> ("module:attribute", whether it needs the ZOO imported before it runs); each module defines one
+# click command. `list` and `info` read data (the zoo table, the presets; `info --features` builds a model through
+# the zoo itself) and `cpus` sets up emulators: they start without TensorFlow.
 COMMANDS = {
-    "list": "reszoo.cli.zoo:list_command",
-    "info": "reszoo.cli.zoo:info_command",
-    "train": "reszoo.cli.train_cmd:train_command",
-    "bench": "reszoo.cli.bench_cmd:bench_command",
-    "bench-input": "reszoo.cli.bench_input_cmd:bench_input_command",
-    "diagnose": "reszoo.cli.diagnose_cmd:diagnose_command",
-    "export": "reszoo.cli.export_cmd:export_command",
-    "import": "reszoo.cli.import_cmd:import_command",
-    "data": "reszoo.cli.data_cmd:data_command",
-    "verify": "reszoo.cli.verify_cmd:verify_command",
-    "predict": "reszoo.cli.predict_cmd:predict_command",
-    "cpus": "reszoo.cli.cpus_cmd:cpus_command",
+    "list": ("reszoo.cli.zoo:list_command", False),
+    "info": ("reszoo.cli.zoo:info_command", False),
+    "train": ("reszoo.cli.train_cmd:train_command", True),
+    "bench": ("reszoo.cli.bench_cmd:bench_command", True),
+    "bench-input": ("reszoo.cli.bench_input_cmd:bench_input_command", True),
+    "diagnose": ("reszoo.cli.diagnose_cmd:diagnose_command", True),
+    "export": ("reszoo.cli.export_cmd:export_command", True),
+    "import": ("reszoo.cli.import_cmd:import_command", True),
+    "data": ("reszoo.cli.data_cmd:data_command", True),
+    "verify": ("reszoo.cli.verify_cmd:verify_command", True),
+    "predict": ("reszoo.cli.predict_cmd:predict_command", True),
+    "cpus": ("reszoo.cli.cpus_cmd:cpus_command", False),
 }
 
 
@@ -41,7 +46,7 @@ class LazyGroup(click.Group):
     def get_command(self, ctx, name):
         if name not in COMMANDS:
             return None
-        module_name, attribute = COMMANDS[name].split(":")
+        module_name, attribute = COMMANDS[name][0].split(":")
         return getattr(importlib.import_module(module_name), attribute)
 
 
@@ -57,10 +62,16 @@ def cli():
     """reszoo: residual-network model zoo and edge-export toolkit."""
 
 
-def _runs_a_command(argv):
-    """True when argv names a command to run (not just --help/--version), so TF will be needed."""
-    args = sys.argv[1:] if argv is None else list(argv)
-    return any(a in COMMANDS for a in args) and not {"-h", "--help"} & set(args)
+def needs_zoo(args):
+    """True when `args` run a command that needs the ZOO (COMMANDS); False for --help, --version and the
+    commands that read data. The command is the first word: the group itself takes no option with a value.
+
+    Example:
+        >>> needs_zoo(["export", "resnet20"]), needs_zoo(["list", "export"]), needs_zoo(["export", "--help"])
+        (True, False, False)
+    """
+    command = next((arg for arg in args if not arg.startswith("-")), None)
+    return COMMANDS.get(command, (None, False))[1] and not {"-h", "--help"} & set(args)
 
 
 class Terminated(KeyboardInterrupt):
@@ -141,9 +152,8 @@ def tf_file_error_line(error):
 
 
 def _run(argv):
-    if _runs_a_command(argv):
-        importlib.import_module("reszoo.models")  # TF imported quietly; every model name and the layer of
-        # older reszoo .keras files (ZeroPadShortcut) registered, for every command in one place
+    if needs_zoo(sys.argv[1:] if argv is None else list(argv)):
+        importlib.import_module(ZOO)  # for every command that needs it, in one place
     return cli.main(args=argv, prog_name="reszoo", standalone_mode=False)
 
 

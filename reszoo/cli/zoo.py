@@ -1,4 +1,6 @@
-"""`reszoo list [PATTERN]` and `reszoo info NAME`: browse the model zoo (facts come from the cached zoo table).
+"""`reszoo list [PATTERN]` and `reszoo info NAME`: browse the model zoo. Its facts are data, read without
+TensorFlow: the cached zoo table (`reszoo.catalog`) and the pretrained weights (`reszoo.weights.presets`); only
+`info --features` builds a model.
 
 Example:
     $ reszoo list 'resnet5*'
@@ -55,7 +57,8 @@ PRESET_COLUMNS = {
     "sha256": ("left", lambda p: (p.sha256 or p.sha256_prefix or "-")[:12]),
 }
 PRESET_NOTE = ("Top-1: published accuracy (ImageNet-1k val; CIFAR-10 test for cifar:). "
-               "create_model(MODEL, weights=WEIGHTS) downloads once (hash checked); offline: reszoo import FILE.")
+               "create_model(MODEL, weights=WEIGHTS) downloads once (hash checked); offline: reszoo import FILE. "
+               "imagenet: keras.applications' own weights, ported.")
 
 
 def _print_table(title, caption, columns, rows):
@@ -73,9 +76,9 @@ def _print_table(title, caption, columns, rows):
 def _list_presets(pattern):
     import fnmatch
 
-    from reszoo.weights.presets import list_presets
+    from reszoo.weights.presets import list_pretrained
 
-    rows = [p for p in list_presets() if pattern is None or fnmatch.fnmatch(p.model, pattern)]
+    rows = [p for p in list_pretrained() if pattern is None or fnmatch.fnmatch(p.model, pattern)]
     if not rows:
         raise UserError(f"no pretrained weights for models matching {pattern!r}; run `reszoo list --pretrained`")
     _print_table(f"reszoo pretrained weights ({len(rows)})", PRESET_NOTE, PRESET_COLUMNS, rows)
@@ -88,14 +91,13 @@ def list_command(pattern, pretrained):
     """List registered models (optionally matching a glob PATTERN such as 'resnet5*') with params and FLOPs."""
     if pretrained:
         return _list_presets(pattern)
-    from reszoo.models.registry import list_models
-    from reszoo.models.zoo_table import facts
+    from reszoo.catalog import model_facts, model_names
 
-    names = list_models(pattern)
+    names = model_names(pattern)
     if not names:
         raise UserError(f"no model matches {pattern!r}; run `reszoo list` to see all names")
     _print_table(f"reszoo models ({len(names)})", f"{PARAMS_NOTE}\n{FLOPS_NOTE}", LIST_COLUMNS,
-                 [facts(name) for name in names])
+                 [model_facts(name) for name in names])
 
 
 # label -> fact formatter, for `reszoo info`
@@ -145,13 +147,13 @@ def _echo_lines(lines, row, width):
               help="With --features: dilate the last stage(s) to this output stride (ImageNet ResNets).")
 def info_command(name, features, output_stride):
     """Show family, paper, parameter counts and FLOPs of the registered model NAME."""
-    from reszoo.models.zoo_table import facts
+    from reszoo.catalog import model_facts
 
     if output_stride and not features:
         raise UserError("--output-stride describes a backbone; add --features")
     width = max(map(len, INFO_LINES))
     if not features:
-        _echo_lines(INFO_LINES, facts(name), width)
+        _echo_lines(INFO_LINES, model_facts(name), width)
         click.echo(f"{'build':<{width}}  reszoo.create_model({name!r})")
         return
     stride = int(output_stride) if output_stride else None

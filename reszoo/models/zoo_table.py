@@ -1,28 +1,18 @@
 """The zoo table: `model_info` facts for every registered model, cached in `reszoo/models/zoo_table.json`.
 
 Building ~30 models (ResNet-1202, ResNeXt-101) to count parameters and FLOPs takes minutes, so `reszoo list`
-reads the cached table; `tools/make_zoo_table.py` regenerates it and a test checks it against `model_info`.
-Models missing from the table (e.g. registered by a user) are measured on the fly.
+reads the cached table as data (`reszoo.catalog`, no TensorFlow); `tools/make_zoo_table.py` regenerates it
+(`build_table`) and a test checks it against `model_info`. `facts` measures models missing from the table
+(e.g. registered by a user) on the fly.
 
 Example:
     >>> facts("resnet50")["macs"]
     4089184256
 """
-import json
-from functools import lru_cache
-from pathlib import Path
-
+from reszoo.catalog import TABLE_PATH, load_table
 from reszoo.models.registry import get_entry, list_models, model_info
 
-TABLE_PATH = Path(__file__).parent / "zoo_table.json"
-
-
-@lru_cache(maxsize=1)
-def load_table():
-    """{name: facts} from the cached JSON table ({} when the file is absent)."""
-    if not TABLE_PATH.exists():
-        return {}
-    return json.loads(TABLE_PATH.read_text())
+__all__ = ["TABLE_PATH", "build_table", "facts", "load_table", "normalize"]
 
 
 def normalize(info):

@@ -16,19 +16,10 @@ import re
 import numpy as np
 
 from reszoo.errors import UserError
+from reszoo.weights.preset_table import KERAS_APPLICATIONS  # reszoo name -> constructor, layout (declared once)
 
 WEIGHT_SUFFIXES = (".keras", ".weights.h5")
 SHOWN_NAMES = 8  # how many layer names an error message lists
-
-# reszoo name -> (keras.applications constructor, reszoo builder arguments that reproduce its layout)
-KERAS_APPLICATIONS = {
-    "resnet50": ("ResNet50", {"stride_in_1x1": True}),
-    "resnet101": ("ResNet101", {"stride_in_1x1": True}),
-    "resnet152": ("ResNet152", {"stride_in_1x1": True}),
-    "resnet50v2": ("ResNet50V2", {}),
-    "resnet101v2": ("ResNet101V2", {}),
-    "resnet152v2": ("ResNet152V2", {}),
-}
 
 
 def name_list(names):
@@ -126,7 +117,7 @@ def load_keras_applications(path, name, input_shape=None):
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     if not str(path).endswith(".h5"):
         raise UserError(f"weights file {path!r}: expected a keras.applications .h5, .weights.h5 or .keras file")
-    constructor, _ = KERAS_APPLICATIONS[name]
+    constructor = KERAS_APPLICATIONS[name]["constructor"]
     classes = _classifier_units(path)
     kwargs = {"input_shape": input_shape} if input_shape is not None else {}
     model = getattr(keras.applications, constructor)(weights=None, include_top=classes is not None,
@@ -229,7 +220,7 @@ def from_keras_applications(keras_model_or_path, name, input_shape=None, **backb
         keras_model = keras_model_or_path
     else:
         keras_model = load_keras_applications(os.fspath(keras_model_or_path), name, input_shape)
-    _, layout = KERAS_APPLICATIONS[name]
+    layout = KERAS_APPLICATIONS[name]["layout"]
     head = _head_arguments(keras_model)
     if backbone.get("features_only"):
         head = {"input_shape": head["input_shape"]}

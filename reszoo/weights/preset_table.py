@@ -1,4 +1,6 @@
-"""Facts about public pretrained ResNet-family checkpoints, one dict per checkpoint.
+"""Facts about public pretrained ResNet-family checkpoints, one dict per checkpoint: ``PRESET_ROWS``, the PyTorch
+files (fields below), and ``KERAS_APPLICATIONS`` (at the end), keras.applications' own ImageNet weights (tag
+``"imagenet"``). Together they are every pretrained weight set reszoo knows (`reszoo.weights.presets.list_pretrained`).
 
 The table is plain data (standard library only) and was filled in from primary sources only. A value that no
 source gave is ``None``; the row's ``note`` says why.
@@ -469,3 +471,21 @@ _CIFAR_ROWS = (
 )
 
 PRESET_ROWS = _TORCHVISION_ROWS + _TIMM_ROWS + _CIFAR_ROWS
+
+# keras.applications' own ImageNet weights, tag "imagenet": keras.applications downloads them (its file hash checked)
+# and `reszoo.weights.keras_weights` ports them exactly. reszoo name -> the keras.applications constructor and its
+# module, the reszoo builder arguments that reproduce its layout, and the published top-1 / top-5 (keras-team/keras-io
+# templates/api/applications/index.md @ 01b6d6c4, "Available models": ImageNet validation set; the
+# keras-applications README: 224x224, single centre crop). Preprocessing is the module's own `preprocess_input`:
+# resnet "caffe" (RGB -> BGR, the ImageNet mean subtracted on 0..255 pixels), resnet_v2 "tf" (pixels to [-1, 1]).
+KERAS_APPLICATIONS = {
+    "resnet50": {"constructor": "ResNet50", "module": "resnet", "layout": {"stride_in_1x1": True},
+                 "top1": 74.9, "top5": 92.1},
+    "resnet101": {"constructor": "ResNet101", "module": "resnet", "layout": {"stride_in_1x1": True},
+                  "top1": 76.4, "top5": 92.8},
+    "resnet152": {"constructor": "ResNet152", "module": "resnet", "layout": {"stride_in_1x1": True},
+                  "top1": 76.6, "top5": 93.1},
+    "resnet50v2": {"constructor": "ResNet50V2", "module": "resnet_v2", "layout": {}, "top1": 76.0, "top5": 93.0},
+    "resnet101v2": {"constructor": "ResNet101V2", "module": "resnet_v2", "layout": {}, "top1": 77.2, "top5": 93.8},
+    "resnet152v2": {"constructor": "ResNet152V2", "module": "resnet_v2", "layout": {}, "top1": 78.0, "top5": 94.2},
+}

@@ -79,3 +79,24 @@ def test_info_features_refusals_are_one_line_exit_2(run_cli, args, fragments):
     from tests.helpers import assert_one_line_user_error
 
     assert_one_line_user_error(run_cli("info", *args), *fragments)
+
+
+def test_list_and_info_read_the_catalog_which_is_the_registry():
+    from reszoo.catalog import model_facts, model_names
+
+    assert model_names() == reszoo.list_models() and model_names("resnet5*") == reszoo.list_models("resnet5*")
+    assert model_facts("resnet20") == load_table()["resnet20"]
+
+
+def test_list_pretrained_shows_both_kinds_from_one_list(run_cli):
+    from reszoo.weights.presets import list_pretrained
+
+    result = run_cli("list", "--pretrained", "resnet50*")
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("│ resnet50")]
+    expected = [p for p in list_pretrained() if p.model.startswith("resnet50")]
+    assert len(rows) == len(expected) and any(p.tag == "imagenet" for p in expected)
+    assert f"reszoo pretrained weights ({len(expected)})" in result.stdout
+    assert any("torchvision:IMAGENET1K_V2" in row and "80.86" in row for row in rows)
+    assert any(row.split("│")[1].strip() == "resnet50" and " imagenet " in row and "74.90" in row for row in rows)
+    assert any(row.split("│")[1].strip() == "resnet50v2" and " imagenet " in row and "76.00" in row for row in rows)

@@ -75,3 +75,16 @@ def test_wrong_head_and_imagenet_for_other_models_are_refused():
         reszoo.create_model("resnet20", weights="cifar:akamaster", num_classes=3)
     with pytest.raises(UserError, match="weights='imagenet' .* exists for resnet50"):
         reszoo.create_model("resnet20", weights="imagenet")
+
+
+def test_one_list_holds_both_kinds_and_create_model_accepts_exactly_it():
+    from reszoo.weights.preset_table import KERAS_APPLICATIONS
+
+    rows = presets.list_pretrained()
+    assert {p.source for p in rows} == {"torchvision", "timm", "cifar", "keras.applications"}
+    assert [p.model for p in rows if p.tag == "imagenet"] == list(KERAS_APPLICATIONS)
+    assert presets.list_presets() == [p for p in rows if p.tag != "imagenet"]
+    for p in rows:
+        assert presets.find_preset(p.model, p.tag) is p and presets.is_pretrained_tag(p.tag)
+    with pytest.raises(UserError, match="no pretrained weights 'imagenet' for 'resnet18'; allowed: torchvision:"):
+        reszoo.create_model("resnet18", weights="imagenet")
