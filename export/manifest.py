@@ -15,9 +15,18 @@ Schema:
      An optimized run's artifact parity also has "accuracy_delta_vs_original" (points).
 
 Example:
-    >>> entry = {"file": "m.onnx"}
-    >>> sorted(ARTIFACT_KEYS)[:3]
-    ['file', 'format', 'gzip_size_bytes']
+    >>> import tempfile
+    >>> from export.core.files import write_bytes
+    >>> folder = tempfile.mkdtemp()
+    >>> path = write_bytes(os.path.join(folder, "m_fp32.tflite"), b"TFL3")
+    >>> entry = artifact_entry(folder, "m_fp32.tflite", "tflite", "fp32", inputs=[], outputs=[])
+    >>> write_json(os.path.join(folder, MANIFEST_FILE), {"schema": SCHEMA_VERSION, "artifacts": [entry]})
+    >>> manifest = read_manifest(folder)
+    >>> integrity_problems(folder, manifest)
+    []
+    >>> path = write_bytes(path, b"changed")
+    >>> integrity_problems(folder, manifest)
+    ['m_fp32.tflite: sha256 mismatch (manifest ..., file ...): modified after export']
 """
 import gzip
 import hashlib
@@ -168,8 +177,10 @@ def read_manifest(export_dir):
     or when a listed path resolves outside the dir (see `artifact_path`).
 
     Example:
-        >>> read_manifest("exports/resnet20_digits")["artifacts"][0]["file"]  # doctest: +SKIP
-        'resnet20_fp32.tflite'
+        >>> read_manifest("exports/never-made")
+        Traceback (most recent call last):
+        ...
+        export.core.errors.UserError: export dir 'exports/never-made' does not exist; run `reszoo export` first
     """
     path = os.path.join(export_dir, MANIFEST_FILE)
     if not os.path.isdir(export_dir):
@@ -229,8 +240,9 @@ def integrity_problems(export_dir, manifest):
     reference's problems (`reference_problems`). Paths are confined to the dir (`artifact_path`).
 
     Example:
-        >>> integrity_problems("exports/resnet20_digits", read_manifest("exports/resnet20_digits"))  # doctest: +SKIP
-        []
+        >>> import tempfile
+        >>> integrity_problems(tempfile.mkdtemp(), {"artifacts": [{"file": "m.tflite", "sha256": "0" * 64}]})
+        ['m.tflite: missing (listed in manifest.json)']
     """
     problems = []
     for artifact in manifest["artifacts"]:

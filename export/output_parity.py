@@ -182,8 +182,15 @@ def verify_outputs(runner, precision, x, reference, labels=None, gates=None, lat
     """`export.verify.verify_runner` for an `Outputs` reference: run every output, parity per output, latency.
 
     Example:
-        >>> verify_outputs(load_runner("m_int8.tflite", "tflite"), "int8", x, reference)["passed"]  # doctest: +SKIP
-        True
+        >>> import reszoo
+        >>> from export.outputs import reference_outputs
+        >>> from export.runtimes import KerasRunner
+        >>> backbone = KerasRunner.from_model(reszoo.create_model("resnet20", width=4, features_only=True))
+        >>> x = np.random.default_rng(0).random((2, 32, 32, 3), dtype="float32")
+        >>> reference = reference_outputs(backbone, x)
+        >>> parity = verify_outputs(backbone, "fp32", x, reference, latency_runs=0)  # the artifact's runner here
+        >>> parity["passed"], sorted(parity["outputs"])
+        (True, ['output_0', 'output_1', 'output_2'])
     """
     from export.gates import DEFAULT_GATES
 

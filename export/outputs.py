@@ -112,7 +112,11 @@ def reference_outputs(runner, x, num_classes=None):
     before), else an `Outputs` with every output by name.
 
     Example:
-        >>> reference_outputs(KerasRunner.from_model(backbone), x, num_classes=10).names  # doctest: +SKIP
+        >>> import reszoo
+        >>> from export.runtimes import KerasRunner
+        >>> backbone = reszoo.create_model("resnet20", width=4, features_only=True, input_shape=(8, 8, 3))
+        >>> x = np.zeros((2, 8, 8, 3), "float32")
+        >>> reference_outputs(KerasRunner.from_model(backbone), x, num_classes=10).names
         ['output_0', 'output_1', 'output_2']
     """
     arrays = dict(zip(runner.output_names, runner.predict_all(x)))

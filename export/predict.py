@@ -15,9 +15,14 @@ Softmax outputs are reported as probabilities, logits go through a softmax. An u
 the others: its result holds an "error" line instead of "top_k".
 
 Example:
-    >>> results = predict("exports/demo", ["cat.png"], top_k=3)  # doctest: +SKIP
-    >>> results[0]["top_k"][0]  # doctest: +SKIP
-    {'label': 'cat', 'index': 3, 'probability': 0.91}
+    >>> import tempfile
+    >>> from PIL import Image
+    >>> from export.data.sources import load
+    >>> image = os.path.join(tempfile.mkdtemp(), "7.png")  # a digit 7 as a PNG file
+    >>> Image.fromarray(load("digits", (32, 32)).x[7].astype("uint8")).save(image)
+    >>> results = predict("saved_models/resnet20_digits.keras", [image, "missing.png"], top_k=3)
+    >>> results[0]["top_k"][0]["label"], results[1]["error"]
+    ('7', "image 'missing.png' does not exist")
 """
 import dataclasses
 import os
@@ -92,8 +97,17 @@ def verified_manifest(export_dir):
     """The manifest of `export_dir` once every sha256 matches (`integrity_problems`); UserError otherwise.
 
     Example:
-        >>> verified_manifest("exports/demo")["labels"][:2]  # doctest: +SKIP
-        ['0', '1']
+        >>> import tempfile
+        >>> from export.manifest import write_json
+        >>> folder = tempfile.mkdtemp()
+        >>> write_json(os.path.join(folder, MANIFEST_FILE),
+        ...            {"artifacts": [{"file": "m.tflite", "format": "tflite", "precision": "fp32",
+        ...                            "sha256": "0" * 64}]})
+        >>> verified_manifest(folder)
+        Traceback (most recent call last):
+        ...
+        export.core.errors.UserError: '/...' failed its integrity check (sha256 vs manifest.json), nothing was run: \
+m.tflite: missing (listed in manifest.json)
     """
     from export.manifest import integrity_problems, read_manifest
 
@@ -157,8 +171,13 @@ def choose_entry(export_dir, manifest, artifact_name=None, precision=None):
     default (`DEFAULT_PRECISIONS`); UserError listing what the manifest has when nothing matches.
 
     Example:
-        >>> choose_entry("exports/demo", read_manifest("exports/demo"))[0]["file"]  # doctest: +SKIP
-        'resnet20_int8.tflite'
+        >>> manifest = {"artifacts": [
+        ...     {"file": "m_fp32.tflite", "format": "tflite", "precision": "fp32", "parity": {"passed": True}},
+        ...     {"file": "m_int8.tflite", "format": "tflite", "precision": "int8", "parity": {"passed": True}}]}
+        >>> choose_entry("exports/m", manifest)
+        ({'file': 'm_int8.tflite', ...}, 'default: best-parity int8 that passed its gate')
+        >>> choose_entry("exports/m", manifest, precision="fp32")[0]["file"]
+        'm_fp32.tflite'
     """
     given = {"artifact_name": artifact_name, "precision": precision, None: True}
     select, key, phrase = next(row for row in CHOOSERS if given[row[1]])
@@ -223,8 +242,9 @@ def choose_artifact(artifact, artifact_name=None, precision=None):
     """The Artifact to run for ARTIFACT (an export dir, a .keras, or a .tflite/.onnx listed in its dir's manifest).
 
     `artifact_name` / `precision` only apply to an export dir. Example:
-        >>> choose_artifact("exports/demo", precision="fp32").path  # doctest: +SKIP
-        '/abs/exports/demo/resnet20_fp32.tflite'
+        >>> artifact = choose_artifact("saved_models/resnet20_digits.keras")
+        >>> artifact.format, artifact.labels[:3], artifact.reason
+        ('keras', ['0', '1', '2'], 'given')
     """
     if os.path.isdir(artifact):
         return from_export_dir(artifact, artifact_name, precision)
@@ -252,7 +272,12 @@ def load_image(path, spec, pixels=False):
     UserError (one line) for a missing or unreadable file.
 
     Example:
-        >>> load_image("cat.png", make_spec((32, 32))).shape  # doctest: +SKIP
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> from export.data.preprocess import make_spec
+        >>> path = os.path.join(tempfile.mkdtemp(), "cat.png")
+        >>> Image.new("RGBA", (64, 48)).save(path)  # RGBA: alpha is dropped
+        >>> load_image(path, make_spec((32, 32))).shape
         (32, 32, 3)
     """
     from export.data.preprocess import center_crop, normalize, scale_size, to_pixels
@@ -343,7 +368,10 @@ def predict(artifact, images, top_k=5, artifact_name=None, precision=None, threa
     {"image", "error"} for an image that could not be read. UserError for a bad artifact or choice.
 
     Example:
-        >>> predict("exports/demo", ["7.png"], top_k=1)  # doctest: +SKIP
-        [{'image': '7.png', 'top_k': [{'label': '7', 'index': 7, 'probability': 0.98}]}]
+        >>> predict("saved_models/resnet20_digits.keras", ["7.png"], precision="int8")
+        Traceback (most recent call last):
+        ...
+        export.core.errors.UserError: --artifact and --precision choose within an export dir; \
+'saved_models/resnet20_digits.keras' is a single file
     """
     return run_artifact(choose_artifact(artifact, artifact_name, precision), images, top_k, threads)

@@ -21,8 +21,15 @@ name (TFLite sorts signature outputs as strings, ONNX keeps its graph order). `p
 one-output models and raise a UserError naming the outputs otherwise; `predict_all`/`run_all` serve every model.
 
 Example:
-    >>> runner = load_runner("exports/resnet20/resnet20_int8.tflite", "tflite", threads=1)  # doctest: +SKIP
-    >>> runner.predict(x).argmax(-1)  # doctest: +SKIP
+    >>> import keras, tempfile
+    >>> from export.converters.tflite import convert
+    >>> from export.savedmodel import to_saved_model
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    >>> path = os.path.join(tempfile.mkdtemp(), "m_fp32.tflite")
+    >>> _ = open(path, "wb").write(convert(to_saved_model(model, path + ".saved_model")["path"], "fp32"))
+    >>> runner = load_runner(path, "tflite", threads=1)  # batch 1 in the file: run one sample at a time
+    >>> runner.predict(np.ones((2, 4), "float32")).shape, runner.inputs[0]["shape"]
+    ((2, 3), [1, 4])
 """
 import os
 import time
@@ -276,7 +283,9 @@ def load_runner(path, format, threads=None):
     """A runner for the artifact at `path` of `format` (tflite, onnx, saved_model, keras, micro).
 
     Example:
-        >>> load_runner("model.onnx", "onnx", threads=1).predict(x)  # doctest: +SKIP
+        >>> runner = load_runner("saved_models/resnet20_digits.keras", "keras", threads=1)
+        >>> runner.predict(np.zeros((2, 32, 32, 3), "float32")).shape
+        (2, 10)
     """
     if format not in RUNNERS:
         raise UserError(f"no runtime for format {format!r}; allowed: {', '.join(RUNNERS)}")

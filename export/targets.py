@@ -13,9 +13,15 @@ Every target flags dynamic shapes (a -1 in a tensor's shape signature) and a fil
 Ops are read from the flatbuffer with the LiteRT interpreter (`_get_ops_details`, no allocation needed).
 
 Example:
-    >>> report = check_tflite("model_int8.tflite", "edgetpu")  # doctest: +SKIP
-    >>> report["passed"], report["ops"][:2]  # doctest: +SKIP
-    (True, [{'op': 'ADD', 'count': 9}, {'op': 'CONV_2D', 'count': 19}])
+    >>> import keras, tempfile
+    >>> from export.converters.tflite import convert
+    >>> from export.savedmodel import to_saved_model
+    >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.Flatten()])
+    >>> path = os.path.join(tempfile.mkdtemp(), "model_fp32.tflite")
+    >>> _ = open(path, "wb").write(convert(to_saved_model(model, path + ".saved_model")["path"], "fp32"))
+    >>> report = check_tflite(path, "edgetpu")  # a float file: its ops compute in float
+    >>> report["passed"], report["ops"]
+    (False, [{'op': 'CONV_2D', 'count': 1}, {'op': 'RESHAPE', 'count': 1}])
 """
 import collections
 import os

@@ -21,8 +21,12 @@ def reference_noise(runner, x, reference, samples=NOISE_SAMPLES):
     """Max |difference| (in the compared space) between `reference` and the reference re-run one sample at a time.
 
     Example:
-        >>> reference_noise(KerasRunner.from_model(model), x, model.predict(x))  # doctest: +SKIP
-        0.00043
+        >>> import keras
+        >>> from export.runtimes import KerasRunner
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+        >>> x = np.random.default_rng(0).random((8, 4), dtype="float32")
+        >>> reference_noise(KerasRunner.from_model(model), x, model.predict(x, verbose=0)) < 1e-6
+        True
     """
     from export.outputs import Outputs
 
@@ -86,8 +90,8 @@ def reference_location(export_dir, manifest):
     external `reference.path`; UserError when it is not there. The one place that finds the reference.
 
     Example:
-        >>> reference_location("exports/demo", read_manifest("exports/demo"))  # doctest: +SKIP
-        ('/home/me/saved_models/resnet20_digits.keras', 'keras')
+        >>> reference_location("exports/demo", {"reference": {"path": "saved_models/resnet20_digits.keras"}})
+        ('saved_models/resnet20_digits.keras', 'keras')
     """
     from export.manifest import artifact_path
 
@@ -114,7 +118,9 @@ def reference_runner(export_dir, manifest, threads=None, trust=False):
     without `trust` (UserError), since loading and calling it runs whatever TF ops its graph holds.
 
     Example:
-        >>> reference_runner("exports/resnet20_digits", manifest).predict(x)  # doctest: +SKIP
+        >>> manifest = {"reference": {"path": "saved_models/resnet20_digits.keras", "format": "keras"}}
+        >>> reference_runner("exports/demo", manifest).predict(np.zeros((2, 32, 32, 3), "float32")).shape
+        (2, 10)
     """
     from export.runtimes import load_runner
 

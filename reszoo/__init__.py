@@ -6,7 +6,7 @@ use of any of them, or any import of `reszoo.models`, sees the complete registry
 
 Example:
     >>> import reszoo
-    >>> model = reszoo.create_model("resnet50", weights=None)
+    >>> model = reszoo.create_model("resnet20", num_classes=10)
     >>> reszoo.list_models("resnet5*")[:2]
     ['resnet50', 'resnet50c']
 """

@@ -1,7 +1,14 @@
 """The `.keras` artifact: the model saved with its metadata (preprocessing, labels, data source) embedded.
 
 Example:
-    >>> write(ConvertContext("work/saved_model", "work", model=model), "fp32", "out/m.keras")  # doctest: +SKIP
+    >>> import keras, tempfile
+    >>> from export.converters import ConvertContext
+    >>> from export.core.metadata import read_metadata
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> context = ConvertContext("work/saved_model", tempfile.mkdtemp(), model=model,
+    ...                          keras_metadata={"labels": ["a", "b"]})
+    >>> read_metadata(write(context, "fp32", os.path.join(context.work_dir, "m.keras")))["labels"]
+    ['a', 'b']
 """
 import os
 

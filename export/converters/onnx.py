@@ -11,9 +11,17 @@ quantization of it (or the graph itself for a QAT model, whose fake-quant ops al
 the dynamic quantization of it; the fp32 graph is converted once per run and shared.
 
 Example:
-    >>> write(context, "int8", "out/model_int8.onnx")  # doctest: +SKIP
-    >>> to_onnx("work/saved_model", "model_fp32.onnx")  # doctest: +SKIP
-    >>> quantize_int8("model_fp32.onnx", "model_int8.onnx", calibration=x_train[:300])  # doctest: +SKIP
+    >>> import keras, numpy as np, tempfile
+    >>> from export.converters import ConvertContext
+    >>> from export.savedmodel import to_saved_model
+    >>> work = tempfile.mkdtemp()
+    >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.Flatten()])
+    >>> saved = to_saved_model(model, os.path.join(work, "saved_model"))["path"]
+    >>> x_train = np.random.default_rng(0).random((20, 8, 8, 3), dtype="float32")
+    >>> context = ConvertContext(saved, work, calibration=x_train)
+    >>> path = write(context, "int8", os.path.join(work, "model_int8.onnx"))  # to_onnx once, then quantize_int8
+    >>> sorted(os.listdir(work))
+    ['model_fp32.onnx', 'model_int8.onnx', 'saved_model']
 """
 import contextlib
 import json

@@ -1,7 +1,14 @@
 """The `saved_model/` artifact: a copy of the one SavedModel every other conversion was traced from.
 
 Example:
-    >>> write(ConvertContext("work/saved_model", "work"), "fp32", "out/saved_model")  # doctest: +SKIP
+    >>> import keras, os, tempfile
+    >>> from export.converters import ConvertContext
+    >>> from export.savedmodel import to_saved_model
+    >>> work = tempfile.mkdtemp()
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> saved = to_saved_model(model, os.path.join(work, "saved_model"))["path"]
+    >>> sorted(os.listdir(write(ConvertContext(saved, work), "fp32", os.path.join(work, "out", "saved_model"))))
+    ['assets', 'fingerprint.pb', 'saved_model.pb', 'variables']
 """
 import shutil
 

@@ -8,8 +8,19 @@ Which precisions exist and which need calibration is decided by `export.formats.
 the TFLiteConverter is `export.converters.tflite_settings.SETTINGS`.
 
 Example:
-    >>> flatbuffer = convert("exports/_work/saved_model", "int8", calibration=x_train[:300])  # doctest: +SKIP
-    >>> write(context, "int8", "out/model_int8.tflite")  # the export.formats contract  # doctest: +SKIP
+    >>> import keras, numpy as np, tempfile
+    >>> from export.converters import ConvertContext
+    >>> from export.savedmodel import to_saved_model
+    >>> work = tempfile.mkdtemp()
+    >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.Flatten()])
+    >>> saved = to_saved_model(model, os.path.join(work, "saved_model"))["path"]
+    >>> x_train = np.random.default_rng(0).random((20, 8, 8, 3), dtype="float32")
+    >>> flatbuffer = convert(saved, "int8", calibration=x_train)
+    >>> flatbuffer[4:8]  # the TFLite file identifier
+    b'TFL3'
+    >>> context = ConvertContext(saved, work, calibration=x_train)
+    >>> os.path.basename(write(context, "fp32", os.path.join(work, "model_fp32.tflite")))  # export.formats' contract
+    'model_fp32.tflite'
 """
 import os
 

@@ -53,7 +53,11 @@ def atomic_write(path, write):
     The file gets mode 0o666 & ~umask; the temp file is removed when `write` or the rename fails.
 
     Example:
-        >>> atomic_write(path, lambda temp: figure.savefig(temp, format="png"))  # doctest: +SKIP
+        >>> import pathlib
+        >>> path = os.path.join(tempfile.mkdtemp(), "notes.txt")
+        >>> atomic_write(path, lambda temp: pathlib.Path(temp).write_text("done"))
+        >>> open(path).read()
+        'done'
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -74,8 +78,9 @@ def write_bytes(path, data):
     """Write `data` (bytes) to `path` atomically; returns `path`.
 
     Example:
-        >>> write_bytes("bench/bench.png", png_bytes)  # doctest: +SKIP
-        'bench/bench.png'
+        >>> path = os.path.join(tempfile.mkdtemp(), "bench", "bench.png")
+        >>> write_bytes(path, b"png bytes") == path
+        True
     """
 
     def write(temp):
@@ -114,7 +119,10 @@ def write_json(path, document, non_finite=_as_null):
     Non-finite floats become `non_finite(x)` (default null); numpy values become plain numbers and lists.
 
     Example:
-        >>> write_json("out/report.json", {"loss": float("nan")})  # doctest: +SKIP  (writes {"loss": null})
+        >>> path = os.path.join(tempfile.mkdtemp(), "out", "report.json")
+        >>> write_json(path, {"loss": float("nan")})
+        >>> json.load(open(path))
+        {'loss': None}
     """
     def plain(value):  # json `default`: numpy scalars/arrays via tolist(), anything else as str
         return strict_json(value.tolist(), non_finite) if hasattr(value, "tolist") else str(value)
@@ -238,8 +246,12 @@ def remove_stale_partials(target):
     A partial without a readable owner file, from another host, or whose pid still runs is kept.
 
     Example:
-        >>> remove_stale_partials("exports/r20")  # doctest: +SKIP
-        ['/home/me/exports/.r20.partial-k2j3']
+        >>> target = os.path.join(tempfile.mkdtemp(), "r20")
+        >>> partial = os.path.join(os.path.dirname(target), ".r20.partial-k2j3")
+        >>> write_json(os.path.join(partial, OWNER_FILE),  # pid 2**31 - 1: no process has it
+        ...            {"pid": 2**31 - 1, "host": socket.gethostname(), "target": "r20"})
+        >>> remove_stale_partials(target) == [partial]
+        True
     """
     parent, name = os.path.split(os.path.abspath(os.fspath(target)))
     prefix = f".{name}{PARTIAL_TAG}"
@@ -283,7 +295,12 @@ def replace_dir(new, target):
     two renames); when renaming `new` in fails, the old one is renamed back and the error re-raised.
 
     Example:
-        >>> replace_dir("exports/.r20.partial-x1", "exports/r20")  # doctest: +SKIP
+        >>> root = tempfile.mkdtemp()
+        >>> for name in ("r20", ".r20.partial-x1"):
+        ...     write_json(os.path.join(root, name, "manifest.json"), {"name": name})
+        >>> replace_dir(os.path.join(root, ".r20.partial-x1"), os.path.join(root, "r20"))
+        >>> os.listdir(root), json.load(open(os.path.join(root, "r20", "manifest.json")))
+        (['r20'], {'name': '.r20.partial-x1'})
     """
     target = os.path.abspath(os.fspath(target))
     if not os.path.lexists(target):
@@ -314,8 +331,11 @@ def staged_dir(target, force=False, inputs=None):
     any exception, KeyboardInterrupt and SystemExit included.
 
     Example:
-        >>> with staged_dir("exports/r20", force=True) as work:  # doctest: +SKIP
-        ...     write_bytes(os.path.join(work, "model.tflite"), data)
+        >>> target = os.path.join(tempfile.mkdtemp(), "r20")
+        >>> with staged_dir(target, force=True) as work:
+        ...     path = write_bytes(os.path.join(work, "model.tflite"), b"TFL3")
+        >>> os.listdir(target)
+        ['model.tflite']
     """
     check_output_target(target, force, inputs)
     parent, name = os.path.split(os.path.abspath(os.fspath(target)))

@@ -162,7 +162,7 @@ def read_model_metadata(path):
     """The ModelMetadata embedded in a `.keras` file; empty (all None) when it has none.
 
     Example:
-        >>> read_model_metadata("saved_models/resnet20_digits.keras").model_name  # doctest: +SKIP
+        >>> read_model_metadata("saved_models/resnet20_digits.keras").model_name
         'resnet20'
     """
     if not zipfile.is_zipfile(path):
@@ -185,7 +185,9 @@ def load_model(path, safe_mode=True):
     """Load a `.keras` model (safe mode by default) and its metadata: returns (model, metadata).
 
     Example:
-        >>> model, meta = load_model("saved_models/resnet20_digits.keras")  # doctest: +SKIP
+        >>> model, meta = load_model("saved_models/resnet20_digits.keras")
+        >>> model.output_shape, meta["labels"][:3]
+        ((None, 10), ['0', '1', '2'])
     """
     import keras
 

@@ -15,9 +15,10 @@ weights); depthwise convs take no part.
 Works on functional Keras-3 and tf_keras models; returns a new model, the given one is untouched.
 
 Example:
-    >>> equalized, record = equalize(model)  # doctest: +SKIP
-    >>> record["pairs"][0]["producer"], record["pairs"][0]["consumer"]  # doctest: +SKIP
-    ('conv1_conv', 'conv2_block1_1_conv')
+    >>> import reszoo
+    >>> equalized, record = equalize(reszoo.create_model("resnet20", width=4, num_classes=10))
+    >>> record["pairs"][0]["producer"], record["pairs"][0]["consumer"]  # conv1's output also feeds a shortcut
+    ('conv2_block1_1_conv', 'conv2_block1_2_conv')
 """
 import numpy as np
 

@@ -9,9 +9,14 @@ logits before the softmax are clipped at +-6. `calibrate_ranges` sets each range
 (with 0 inside the range, as tfmot's own update keeps it), before the first fine-tuning step.
 
 Example:
-    >>> ranges = calibrate_ranges(quantized, float_model, x[:256])  # doctest: +SKIP
-    >>> ranges["quant_conv1_relu/output"]  # doctest: +SKIP
-    (0.0, 2.71)
+    >>> import tf_keras
+    >>> from export.optimize.tfmot_loader import load_tfmot
+    >>> inputs = tf_keras.Input((2,))
+    >>> fc = tf_keras.layers.Dense(1, activation="relu", kernel_initializer="ones", name="fc")
+    >>> float_model = tf_keras.Model(inputs, fc(inputs))
+    >>> quantized = load_tfmot().quantization.keras.quantize_model(float_model)
+    >>> calibrate_ranges(quantized, float_model, np.array([[-1.0, 0.5], [1.0, 2.0]]))
+    {'quantize_layer.../input': (-1.0, 2.0), 'quant_fc/post_activation': (0.0, 3.0)}
 """
 import numpy as np
 

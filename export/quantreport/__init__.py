@@ -33,11 +33,24 @@ runtimes round a few values differently: test model output 34.8 dB here vs 32.9 
 34.6 vs 34.9 dB with onnxruntime's fused int8 kernels.
 
 Example:
-    >>> report = layer_report("m_fp32.tflite", "m_int8.tflite", "tflite", x_calibration,
-    ...                       layer_names=[l.name for l in model.layers])  # doctest: +SKIP
-    >>> report["output"]["sqnr_db"], worst_layers(report)  # doctest: +SKIP
-    (34.8, ['conv2_block1_2_bn', 'conv4_block1_2_bn', 'conv3_block1_2_bn'])
-    >>> write_quant_report("exports/r20", [report])  # quant_report.json, .md, .png  # doctest: +SKIP
+    >>> import keras, tempfile
+    >>> from export.converters.tflite import convert
+    >>> from export.savedmodel import to_saved_model
+    >>> folder = tempfile.mkdtemp()
+    >>> inputs = keras.Input((8, 8, 3))
+    >>> x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    >>> model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(keras.layers.Flatten(name="flat")(x)))
+    >>> saved = to_saved_model(model, os.path.join(folder, "saved_model"))["path"]
+    >>> x_calibration = np.random.default_rng(0).random((16, 8, 8, 3), dtype="float32")
+    >>> for precision in ("fp32", "int8"):
+    ...     _ = open(os.path.join(folder, f"m_{precision}.tflite"), "wb").write(
+    ...         convert(saved, precision, calibration=x_calibration))
+    >>> report = layer_report(os.path.join(folder, "m_fp32.tflite"), os.path.join(folder, "m_int8.tflite"),
+    ...                       "tflite", x_calibration, layer_names=[l.name for l in model.layers])
+    >>> report["output"]["sqnr_db"] > 10, sorted(worst_layers(report))  # (`worst_layers`: worst first)
+    (True, ['conv', 'fc', 'flat'])
+    >>> sorted(os.path.basename(path) for path in write_quant_report(folder, [report]).values())
+    ['quant_report.json', 'quant_report.md', 'quant_report.png']
 """
 import os
 

@@ -5,6 +5,6 @@ and `bench_report` (bench.md table, bench.png, atomic writes); `diagnose` (gradi
 `diagnose_report` (diagnose.json, diagnose.png, summary lines). The CLI modules only parse, call and print.
 
 Example:
-    >>> from reszoo.analysis.bench import bench_export_dir  # doctest: +SKIP
-    >>> from reszoo.analysis.diagnose import diagnose  # doctest: +SKIP
+    >>> from reszoo.analysis.bench import bench_export_dir
+    >>> from reszoo.analysis.diagnose import diagnose
 """

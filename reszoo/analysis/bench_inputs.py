@@ -2,10 +2,16 @@
 says), artifact paths confined to the dir, the hash-pinned Keras reference, and the held-out eval split.
 
 Example:
-    >>> manifest = export.manifest.read_manifest("exports/demo")  # doctest: +SKIP
-    >>> check_integrity("exports/demo", manifest)  # doctest: +SKIP
-    >>> reference_model_path("exports/demo", manifest)  # doctest: +SKIP
-    'exports/demo/resnet20_digits.keras'
+    >>> import shutil, tempfile
+    >>> from export.manifest import artifact_entry, read_manifest, write_json
+    >>> folder = tempfile.mkdtemp()  # an export dir with one artifact, the shipped model
+    >>> path = shutil.copy("saved_models/resnet20_digits.keras", folder)
+    >>> entry = artifact_entry(folder, "resnet20_digits.keras", "keras", "fp32", inputs=[], outputs=[])
+    >>> write_json(os.path.join(folder, MANIFEST_FILE), {"artifacts": [entry]})
+    >>> manifest = read_manifest(folder)
+    >>> check_integrity(folder, manifest)
+    >>> reference_model_path(folder, manifest) == os.path.realpath(path)
+    True
 """
 import os
 
@@ -27,7 +33,11 @@ def check_integrity(export_dir, manifest):
     """Raise IntegrityError unless every listed artifact (and the reference) hashes as the manifest says.
 
     Example:
-        >>> check_integrity("exports/demo", read_manifest("exports/demo"))  # doctest: +SKIP
+        >>> import tempfile
+        >>> check_integrity(tempfile.mkdtemp(), {"artifacts": [{"file": "m.tflite", "sha256": "0" * 64}]})
+        Traceback (most recent call last):
+        ...
+        reszoo.analysis.bench_inputs.IntegrityError: /...: 1 integrity problem(s)
     """
     problems = integrity_problems(export_dir, manifest)
     if problems:
@@ -39,8 +49,8 @@ def artifact_path(export_dir, artifact):
     its file is gone.
 
     Example:
-        >>> artifact_path("exports/demo", {"file": "model_fp32.tflite"})  # doctest: +SKIP
-        '/abs/exports/demo/model_fp32.tflite'
+        >>> artifact_path("saved_models", {"file": "resnet20_digits.keras"})
+        '/.../saved_models/resnet20_digits.keras'
     """
     path = confined_path(export_dir, artifact["file"])
     if not os.path.exists(path):
@@ -67,7 +77,8 @@ def reference_model_path(export_dir, manifest):
     `check_integrity`, `reference.path` too; the source model only while it matches `source_model.sha256`.
 
     Example:
-        >>> reference_model_path("exports/demo", read_manifest("exports/demo"))  # doctest: +SKIP
+        >>> reference_model_path("saved_models", {"artifacts": [{"file": "resnet20_digits.keras", "format": "keras"}]})
+        '/.../saved_models/resnet20_digits.keras'
     """
     from export.verify import reference_location
 
@@ -89,9 +100,10 @@ def eval_split(manifest, data, samples):
     """(x, y, description) of the held-out split, preprocessed as the manifest says; y None without labels.
 
     Example:
-        >>> x, y, description = eval_split(read_manifest("exports/demo"), None, 40)  # doctest: +SKIP
-        >>> description  # doctest: +SKIP
-        'digits, held-out split (40 images, 32x32)'
+        >>> from export.data.preprocess import default_spec_for_input
+        >>> x, y, description = eval_split({"preprocessing": default_spec_for_input((32, 32, 3))}, "digits", 40)
+        >>> description, x.shape
+        ('digits, held-out split (40 images, 32x32)', (40, 32, 32, 3))
     """
     from export.data.preprocess import check_spec
     from export.data.splits import first, native_load_size, prepare, split_for_spec

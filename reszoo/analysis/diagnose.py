@@ -57,8 +57,8 @@ def find_blocks(model):
 
     Example:
         >>> import reszoo
-        >>> len(find_blocks(reszoo.create_model("plain56", width=4)))
-        27
+        >>> len(find_blocks(reszoo.create_model("plain20", width=4)))
+        9
     """
     return list(block_outputs(model))
 
@@ -201,9 +201,11 @@ def sgd_steps(model, x, y, *, steps, batch_size, learning_rate=0.05, momentum=0.
     """Train `model` in place for `steps` SGD steps on (x, y), shuffled batches; returns the last loss.
 
     Example:
-        >>> import numpy as np, reszoo
-        >>> m = reszoo.create_model("resnet20", width=4, input_shape=(8, 8, 3))
+        >>> import keras, numpy as np
+        >>> m = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(8, "softmax")])
         >>> loss = sgd_steps(m, np.zeros((8, 8, 8, 3), "float32"), np.arange(8), steps=2, batch_size=4)
+        >>> 0 < loss < 10
+        True
     """
     import keras
     import tensorflow as tf
@@ -243,11 +245,12 @@ def diagnose_model(model, x, y, *, steps=50, batch_size=64, learning_rate=0.05, 
     snapshots are comparable. Trains `model` in place.
 
     Example:
-        >>> import numpy as np, reszoo
-        >>> m = reszoo.create_model("highway20", width=4, input_shape=(8, 8, 3))
-        >>> r = diagnose_model(m, np.zeros((8, 8, 8, 3), "float32"), np.arange(8), steps=1, batch_size=4)
-        >>> sorted(r["snapshots"])
-        ['init', 'trained']
+        >>> import numpy as np
+        >>> from reszoo.models.cifar import CifarResNet
+        >>> m = CifarResNet(8, width=4, highway=True, input_shape=(8, 8, 3))  # 3 blocks
+        >>> r = diagnose_model(m, np.zeros((8, 8, 8, 3), "float32"), np.arange(8), steps=0, batch_size=4)  # no SGD
+        >>> sorted(r["snapshots"]), r["blocks"], r["highway"]
+        (['init', 'trained'], ['conv2_block1', 'conv3_block1', 'conv4_block1'], True)
     """
     probe = BlockProbe(model)
     probe_idx = np.sort(np.random.default_rng(seed).permutation(len(x))[: min(batch_size, len(x))])
@@ -280,9 +283,9 @@ def diagnose(names, *, data="digits", steps=50, batch_size=64, learning_rate=0.0
     (or `image_size`), with as many classes as `data` has. `width` is passed to builders that take it.
 
     Example:
-        >>> report = diagnose(["resnet20"], steps=1, batch_size=8, width=4, image_size=(16, 16))
-        >>> report["models"][0]["name"]
-        'resnet20'
+        >>> report = diagnose(["resnet20"], steps=0, batch_size=8, width=4, image_size=(8, 8))  # steps=0: at init
+        >>> report["models"][0]["name"], len(report["models"][0]["blocks"])
+        ('resnet20', 9)
     """
     import keras
 

@@ -4,8 +4,10 @@ and one summary line per model and snapshot, written atomically into the output 
 Non-finite numbers are written as strings ('inf', 'nan'): a ratio of inf is a finding, not a missing value.
 
 Example:
-    >>> write_outputs(diagnose(["resnet20"], steps=1), "diag")  # doctest: +SKIP
-    ['diag/diagnose.json', 'diag/diagnose.png']
+    >>> from reszoo.analysis.diagnose import diagnose
+    >>> report = diagnose(["resnet20"], steps=0, batch_size=8, width=4, image_size=(8, 8))
+    >>> print(next(summary_lines(report)))  # one line per model and snapshot
+        resnet20    init step     0: loss ..., grad-norm first/last block ... -> ...
 """
 import os
 
@@ -76,8 +78,11 @@ def write_outputs(report, output):
     """Write diagnose.json and diagnose.png into `output` (created), each atomically; returns their paths.
 
     Example:
-        >>> write_outputs(diagnose(["resnet20"], steps=1), "diag")  # doctest: +SKIP
-        ['diag/diagnose.json', 'diag/diagnose.png']
+        >>> import tempfile
+        >>> from reszoo.analysis.diagnose import diagnose
+        >>> report = diagnose(["resnet20"], steps=0, batch_size=8, width=4, image_size=(8, 8))
+        >>> [os.path.basename(path) for path in write_outputs(report, os.path.join(tempfile.mkdtemp(), "diag"))]
+        ['diagnose.json', 'diagnose.png']
     """
     json_path, png_path = paths = [os.path.join(output, name) for name in DIAGNOSE_FILES]
     write_json(json_path, report, non_finite=str)

@@ -71,8 +71,8 @@ def CifarResNet(depth=20, *, width=16, shortcut="A", skip=True, highway=False, i
         output_stride: not offered (ValueError unless None): the net already ends at stride 4.
 
     Example:
-        >>> CifarResNet(56, width=4, skip=False).name
-        'plain56'
+        >>> CifarResNet(20, width=4, skip=False).name
+        'plain20'
     """
     if (depth - 2) % 6 or depth < 8:
         raise ValueError(f"depth={depth!r} must be 6n+2 with n >= 1 (20, 32, 44, 56, 110, 1202)")

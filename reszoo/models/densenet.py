@@ -68,9 +68,9 @@ def DenseNet(block_layers, *, growth_rate=32, width=64, skip=True, highway=False
             features) instead of the classifier; out_indices picks and orders them.
         output_stride: not offered (ValueError unless None), see NO_OUTPUT_STRIDE.
 
-    Example:
-        >>> DenseNet((6, 12, 24, 16)).count_params()
-        8062504
+    Example (DenseNet((6, 12, 24, 16)) is DenseNet-121: 8,062,504 parameters, as keras.applications' DenseNet121):
+        >>> DenseNet((2, 2), growth_rate=4, width=8, input_shape=(32, 32, 3), num_classes=10).count_params()
+        4994
     """
     if not block_layers or not all(isinstance(n, int) and n > 0 for n in block_layers):
         raise ValueError(f"block_layers={block_layers!r} must be a non-empty sequence of positive layer counts")

@@ -38,8 +38,11 @@ def register_model(name, *, family, paper, default_input=(224, 224, 3), default_
     """Decorator that registers `builder(**kwargs) -> keras.Model` under `name`.
 
     Example:
-        >>> @register_model("tiny_example", family="example", paper="none")  # doctest: +SKIP
+        >>> @register_model("resnet20", family="example", paper="none")  # each name registers once
         ... def tiny_example(**kwargs): ...
+        Traceback (most recent call last):
+        ...
+        reszoo.errors.DuplicateModelError: model 'resnet20' is already registered
     """
 
     def decorate(builder):

@@ -138,9 +138,9 @@ def ResNetV2(stage_blocks, *, width=64, skip=True, highway=False, input_shape=No
             classifier; out_indices picks and orders them. See `reszoo.models.features`.
         output_stride: 16 or 8 dilates the last stage(s) instead of striding them (DeepLab); None / 32 = no.
 
-    Example:
-        >>> ResNetV2((3, 4, 6, 3)).count_params()
-        25613800
+    Example (ResNetV2((3, 4, 6, 3)) is ResNet-50 v2: 25,613,800 parameters, as keras.applications' ResNet50V2):
+        >>> ResNetV2((2, 2), width=8, input_shape=(32, 32, 3), num_classes=10).count_params()
+        15786
     """
     check_stage_blocks(stage_blocks)
     out_indices = check_feature_args(features_only, out_indices, len(stage_blocks), pooling)

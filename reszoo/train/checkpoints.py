@@ -8,8 +8,19 @@ run.json's `overrides` (step + changed settings). Restore tries the checkpoints 
 unreadable ones (a truncated file), saying which one it used.
 
 Example:
-    >>> ckpt = Checkpointer("runs/r20/checkpoints", model, optimizer, keep=3)  # doctest: +SKIP
-    >>> start_step = ckpt.restore(resume=True, settings={"batch_size": 64})  # doctest: +SKIP
+    >>> import keras, tempfile
+    >>> model, optimizer = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]), keras.optimizers.SGD()
+    >>> folder = os.path.join(tempfile.mkdtemp(), "checkpoints")
+    >>> Checkpointer(folder, model, optimizer, keep=3).restore(resume=False, settings={"batch_size": 64})
+    0
+    >>> Checkpointer(folder, model, optimizer).save(100, settings={"batch_size": 64})
+    >>> ckpt = Checkpointer(folder, model, optimizer, keep=3)
+    >>> ckpt.restore(resume=True, settings={"batch_size": 64})
+    100
+    >>> ckpt.restore(resume=True, settings={"batch_size": 32})
+    Traceback (most recent call last):
+    ...
+    export.core.errors.UserError: cannot resume with changed settings (...): batch_size 64 -> 32
 """
 import glob
 import json

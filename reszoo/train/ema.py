@@ -6,9 +6,16 @@ in the cross-replica context (all replicas hold the same weights, so one update 
 checkpointed with the run (`trackable`), and `swapped()` puts it into the model for evaluation and saving.
 
 Example:
-    >>> ema = EmaWeights(model, decay=0.9998)  # doctest: +SKIP
-    >>> with ema.swapped():  # doctest: +SKIP
-    ...     model.evaluate(...)
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, kernel_initializer="ones")])
+    >>> ema = EmaWeights(model, decay=0.5)
+    >>> _ = model.layers[0].kernel.assign([[3.0], [3.0]])  # what an optimizer step does
+    >>> ema.update()
+    >>> with ema.swapped():
+    ...     print(model.layers[0].kernel.numpy().ravel())  # evaluate or save here
+    [2. 2.]
+    >>> print(model.layers[0].kernel.numpy().ravel())
+    [3. 3.]
 """
 import contextlib
 

@@ -8,9 +8,10 @@ models carry the metadata `reszoo export` reads (builder, preprocessing spec, la
 recipe, metrics).
 
 Example:
+    >>> import keras
     >>> from reszoo.train import fit
-    >>> result = fit("resnet20", "digits", epochs=1, batch_size=64, model_kwargs={"width": 4},
-    ...              steps_per_epoch=2, verbose=False)
+    >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(10, "softmax")])
+    >>> result = fit(model, "digits", epochs=1, batch_size=64, steps_per_epoch=2, verbose=False)  # or a zoo name
     >>> sorted(result.history[0])[:3]
     ['accuracy', 'epoch', 'images_per_second']
 """

@@ -10,9 +10,21 @@ moving statistics are averaged over replicas after every step, so all replicas h
 `check_finite_loss` stops a run whose loss became NaN/inf (TrainingDiverged, naming the step).
 
 Example:
-    >>> step = make_train_step(strategy, model, optimizer, num_classes=10, global_batch=64)  # doctest: +SKIP
-    >>> loss_sum, correct = step(next(iterator))  # doctest: +SKIP
-    >>> final_step = run_epochs(EpochLoop(step, ...), epochs=3, start_step=0, history=[])  # doctest: +SKIP
+    >>> import numpy as np
+    >>> from reszoo.train.logs import SilentLog
+    >>> strategy = tf.distribute.get_strategy()  # the default one; `fit` chooses (`reszoo.train.strategies`)
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    >>> optimizer = keras.optimizers.SGD(0.1)
+    >>> step = make_train_step(strategy, model, optimizer, num_classes=3, global_batch=8)
+    >>> batch = (np.ones((8, 4), "float32"), np.zeros(8, "int64"))
+    >>> loss_sum, correct, stop = step(batch, tf.constant(0))  # stop flag: 1 after a SIGTERM
+    >>> int(stop)
+    0
+    >>> loop = EpochLoop(step, make_eval_step(model, 3), [batch], lambda epoch, skip: [batch] * (2 - skip),
+    ...                  optimizer, SilentLog(), steps_per_epoch=2, batch_size=8)
+    >>> history = []
+    >>> run_epochs(loop, epochs=3, start_step=0, history=history), [h["epoch"] for h in history]
+    (6, [1, 2, 3])
 """
 import contextlib
 import dataclasses

@@ -10,8 +10,10 @@ an uninterrupted one.
 
 Example:
     >>> watch = PreemptionWatch()
-    >>> with watch.installed():  # doctest: +SKIP
-    ...     run_epochs(...)  # `loop.stop_flag` is watch.flag
+    >>> with watch.installed():  # `run_epochs` runs here (`loop.stop_flag` is watch.flag)
+    ...     signal.raise_signal(signal.SIGTERM)  # what the scheduler sends
+    >>> watch.requested, int(watch.flag())
+    (True, 1)
 """
 import contextlib
 import json

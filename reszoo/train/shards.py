@@ -8,9 +8,16 @@ beside the shards records the class names and the record count of every file, wh
 The output folder appears only when complete (staged, then renamed in).
 
 Example:
-    >>> summary = write_shards("pets/", "pets_shards/", shards=4, val_fraction=0.1)  # doctest: +SKIP
-    >>> summary["splits"]["train"]["records"]  # doctest: +SKIP
-    900
+    >>> import tempfile
+    >>> from PIL import Image
+    >>> root = tempfile.mkdtemp()
+    >>> for i in range(20):  # a class-folder tree: pets/cat/*.png, pets/dog/*.png
+    ...     path = os.path.join(root, "pets", ("cat", "dog")[i % 2], f"{i}.png")
+    ...     os.makedirs(os.path.dirname(path), exist_ok=True)
+    ...     Image.new("RGB", (8, 8), (i, i, i)).save(path)
+    >>> summary = write_shards(os.path.join(root, "pets"), os.path.join(root, "shards"), shards=4, val_fraction=0.1)
+    >>> summary["splits"]["train"]["records"], sorted(os.listdir(os.path.join(root, "shards")))[:2]
+    (18, ['dataset.json', 'train-00000-of-00004.tfrecord'])
 """
 import json
 import os

@@ -15,9 +15,19 @@ augmentation (fused JPEG decode-and-crop for random-resized crops), normalizatio
 Evaluation resizes to the spec's scale size and center-crops (`crop_pct`), as export's loaders do.
 
 Example:
-    >>> stream = open_stream("shards/train-*.tfrecord")  # doctest: +SKIP
-    >>> ds = train_stream_dataset(stream, spec, global_batch=256, epoch=0, seed=0, augment="imagenet",
-    ...                           steps=100)  # doctest: +SKIP
+    >>> import tempfile
+    >>> from PIL import Image
+    >>> from export.data.preprocess import make_spec
+    >>> root = tempfile.mkdtemp()
+    >>> for i in range(8):  # a class-folder tree cat/*.png, dog/*.png
+    ...     path = os.path.join(root, ("cat", "dog")[i % 2], f"{i}.png")
+    ...     os.makedirs(os.path.dirname(path), exist_ok=True)
+    ...     Image.new("RGB", (8, 8)).save(path)
+    >>> stream = open_stream(root)  # or TFRecord shards: open_stream("shards/train-*.tfrecord")
+    >>> ds = train_stream_dataset(stream, make_spec((8, 8)), global_batch=4, epoch=0, seed=0, augment="cifar",
+    ...                           steps=3)
+    >>> stream.count, [tuple(images.shape) for images, labels in ds]
+    (8, [(4, 8, 8, 3), (4, 8, 8, 3), (4, 8, 8, 3)])
 """
 import dataclasses
 import os

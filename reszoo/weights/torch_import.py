@@ -120,7 +120,10 @@ def import_torch(source, name, /, layout="auto", prefer_ema=False, **builder_kwa
 
     Example:
         >>> import numpy as np
-        >>> model, report = import_torch({"linear.weight": np.zeros((3, 64))}, "resnet20")  # doctest: +SKIP
+        >>> model, report = import_torch({"linear.weight": np.zeros((3, 64))}, "resnet20", layout="cifar")
+        Traceback (most recent call last):
+        ...
+        export.core.errors.UserError: the cifar weights do not fit 'resnet20': unused tensors: none; missing: ...
     """
     from reszoo.models.registry import build_model
 

@@ -1,6 +1,5 @@
-"""export.quantreport without a model: Keras layer names out of TFLite/ONNX names, pooled SQNR, the examples."""
-import doctest
-import importlib
+"""export.quantreport without a model: Keras layer names out of TFLite/ONNX names, pooled SQNR (the docstring
+examples run in tests/test_docstrings.py)."""
 import math
 
 import numpy as np
@@ -58,10 +57,3 @@ def test_ranking_puts_the_lowest_sqnr_alone_first_and_unmeasured_last():
     rows = [{"sqnr_db": 30.0, "sqnr_accumulated_db": 1.0}, {"sqnr_db": None, "sqnr_accumulated_db": None},
             {"sqnr_db": math.inf, "sqnr_accumulated_db": 5.0}, {"sqnr_db": -1.0, "sqnr_accumulated_db": -1.0}]
     assert [r["sqnr_db"] for r in sorted(rows, key=ranking_key)] == [-1.0, 30.0, math.inf, None]
-
-
-@pytest.mark.parametrize("module", ["export.quantreport", "export.quantreport.names", "export.quantreport.stats",
-                                    "export.quantreport.render"])
-def test_examples_in_docstrings(module):
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0 and result.attempted > 0
