@@ -24,6 +24,9 @@ Example:
 """
 import numpy as np
 
+from export.gates import (DEFAULT_GATES, GATE_CHECKS, LATENCY_RUNS, LATENCY_WARMUP, NOISE_SAMPLES, check_gate,
+                          comparable, error_limit, parity_metrics)
+
 SQNR_CAP_DB = 200.0  # an exact output (error 0) reports this; float32 rounding alone stays near 140 dB
 # Feature outputs: the least SQNR (dB) per precision, over all held-out samples of one output. Measured on this
 # AVX-512 VNNI CPU (tools/multi_output_parity.py; docs/export.md "Multi-output models"), lowest output of each:
@@ -63,8 +66,6 @@ def sample_sqnr_db(reference, outputs):
 def feature_gate(precision, gates):
     """The gate of a feature output at `precision`: the fp32 noise rule (or an explicit max_rel_err), else the
     SQNR floor; `--gate PRECISION.KEY=VALUE` overrides of these keys apply (e.g. int8.min_sqnr_db=25)."""
-    from export.gates import DEFAULT_GATES
-
     defaults = {"min_sqnr_db": FEATURE_SQNR_DB[precision]} if precision in FEATURE_SQNR_DB else {
         k: v for k, v in DEFAULT_GATES.get(precision, {}).items() if k in FEATURE_GATE_KEYS}
     given = {k: v for k, v in (gates or {}).get(precision, {}).items() if k in FEATURE_GATE_KEYS}
@@ -76,8 +77,6 @@ def feature_gate(precision, gates):
 def feature_metrics(reference, outputs, noise=0.0, gate=None):
     """Errors of one feature output: max/mean |error|, max |error| over the reference's range (with the noise
     rule's limit as "tolerance"), SQNR over all samples and the worst sample's SQNR."""
-    from export.gates import error_limit
-
     ref = np.asarray(reference, dtype="float64").reshape(len(reference), -1)
     out = np.asarray(outputs, dtype="float64").reshape(len(outputs), -1)
     error = np.abs(out - ref)
@@ -91,8 +90,6 @@ def feature_metrics(reference, outputs, noise=0.0, gate=None):
 
 
 def _feature_failures(metrics, gate):
-    from export.gates import GATE_CHECKS
-
     limit_of, passes, message = GATE_CHECKS["max_rel_err"]
     reasons = []
     limit = limit_of(gate, metrics)
@@ -105,8 +102,6 @@ def _feature_failures(metrics, gate):
 
 def output_parity(reference, outputs, precision, gates, labels=None, noise=0.0, class_scores=False):
     """Metrics, gate, failures and verdict of one output (class scores or features)."""
-    from export.gates import check_gate, parity_metrics
-
     if class_scores:
         gate = dict(gates.get(precision, {}))
         metrics = {"kind": "class_scores", **parity_metrics(reference, outputs, labels, noise, gate),
@@ -123,8 +118,6 @@ def output_parity(reference, outputs, precision, gates, labels=None, noise=0.0, 
 def outputs_noise(runner, x, reference, samples=None):
     """{name: the reference's own noise}: max |batched - one sample at a time| per output, in the space its
     errors are compared in (log-probabilities for softmax class scores, as `export.verify.reference_noise`)."""
-    from export.gates import NOISE_SAMPLES, comparable
-
     x = np.asarray(x[:samples or NOISE_SAMPLES], dtype="float32")
     again = [np.concatenate(parts) for parts in zip(*(runner.run_all(x[i:i + 1]) for i in range(len(x))))]
     noise = {}
@@ -177,8 +170,8 @@ def outputs_parity(outputs, reference, precision, gates, labels=None, noise=None
             "passed": all(m["passed"] for m in per_output.values())}
 
 
-def verify_outputs(runner, precision, x, reference, labels=None, gates=None, latency_runs=30, latency_warmup=5,
-                   noise=None):
+def verify_outputs(runner, precision, x, reference, labels=None, gates=None, latency_runs=LATENCY_RUNS,
+                   latency_warmup=LATENCY_WARMUP, noise=None):
     """`export.verify.verify_runner` for an `Outputs` reference: run every output, parity per output, latency.
 
     Example:
@@ -192,8 +185,6 @@ def verify_outputs(runner, precision, x, reference, labels=None, gates=None, lat
         >>> parity["passed"], sorted(parity["outputs"])
         (True, ['output_0', 'output_1', 'output_2'])
     """
-    from export.gates import DEFAULT_GATES
-
     gates = gates or DEFAULT_GATES
     outputs = dict(zip(runner.output_names, runner.predict_all(x)))
     parity = outputs_parity(outputs, reference, precision, gates, labels, noise)

@@ -15,6 +15,9 @@ Example:
 import numpy as np
 
 SPEC_KEYS = ("input_size", "channels", "interpolation", "scale", "offset", "mean", "std")
+# ImageNet channel statistics of [0, 1] pixels (torchvision's Normalize, keras.applications' "torch" mode)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")  # tf.image.resize methods a spec may name
@@ -25,7 +28,7 @@ def make_spec(input_size, channels=3, scale=1 / 255, offset=0.0, mean=(0.0, 0.0,
     """Build a preprocessing spec dict (JSON-serializable); `crop_pct` only appears when given.
 
     Example:
-        >>> make_spec((224, 224), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))["input_size"]
+        >>> make_spec((224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD)["input_size"]
         [224, 224]
     """
     if interpolation not in INTERPOLATIONS:

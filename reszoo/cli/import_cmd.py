@@ -12,7 +12,6 @@ import click
 
 from export.core.errors import UserError
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # layout -> evaluation preprocessing when SOURCE is no known preset (torchvision's and the CIFAR code's defaults)
 LAYOUT_PREPROCESSING = {
     "torchvision": {"input_size": (224, 224), "crop_pct": 0.875, "interpolation": "bilinear"},
@@ -51,7 +50,7 @@ def _preset_for(source, model):
 
 def _spec(preset, layout, input_size, mean, std, crop_pct):
     """The preprocessing spec: the options given, else the preset's, else the layout's defaults."""
-    from export.data.preprocess import make_spec
+    from export.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, make_spec
 
     base = LAYOUT_PREPROCESSING[layout]
     if preset is not None:

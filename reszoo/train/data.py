@@ -30,7 +30,7 @@ import numpy as np
 
 from export.data import sources as datasets
 from export.core.errors import UserError
-from export.data.preprocess import make_spec, normalize
+from export.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, make_spec, normalize
 
 PAD_CROP_PIXELS = 4
 RESIZED_CROP_SCALE = (0.08, 1.0)
@@ -49,7 +49,7 @@ RANDAUGMENT = {"num_ops": 2, "factor": 0.6}  # Keras RandAugment standing in for
 
 # Per-source normalization (mean/std after scaling to [0, 1]); anything else: ImageNet statistics.
 DIGITS_MEAN_STD = ((0.5,) * 3, (0.5,) * 3)
-IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+IMAGENET_MEAN_STD = (IMAGENET_MEAN, IMAGENET_STD)
 TRAIN_MIN_CLASSES = 2  # a 1-class head learns nothing
 
 

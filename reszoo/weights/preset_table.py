@@ -99,6 +99,7 @@ CIFAR (akamaster/pytorch_resnet_cifar10 at d5489e8995e81e91ce6b1d69dcc98ad579b0b
     without resize/crop), ``LICENSE`` (BSD 2-clause text), ``pretrained_models/`` file names.
     https://github.com/akamaster/pytorch_resnet_cifar10
 """
+from export.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 # torchvision: pytorch/vision torchvision/prototype/models/resnet.py @ aabcd216 (URLs, acc@1/acc@5, crop/resize),
 # torchvision/transforms/_presets.py @ 0446e68e (ImageClassification defaults: resize 256, bilinear, ImageNet mean/std),
@@ -109,7 +110,7 @@ _TORCHVISION_ROWS = (
      "sha256": None, "sha256_prefix": "f37072fd",
      "top1": 69.758, "top5": 89.078, "eval_dataset": "ImageNet-1k val",
      "input_size": (224, 224), "resize_size": 256, "crop_pct": 224 / 256, "interpolation": "bilinear",
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 1000, "license": None, "hub_id": None,
      "note": "ResNet18_Weights.ImageNet1K_V1 in torchvision/prototype/models/resnet.py @ aabcd216: "
              "ImageNetEval(crop_size=224) (resize default 256). Only weights torchvision has for resnet18 "
@@ -120,7 +121,7 @@ _TORCHVISION_ROWS = (
      "sha256": None, "sha256_prefix": "b627a593",
      "top1": 73.314, "top5": 91.420, "eval_dataset": "ImageNet-1k val",
      "input_size": (224, 224), "resize_size": 256, "crop_pct": 224 / 256, "interpolation": "bilinear",
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 1000, "license": None, "hub_id": None,
      "note": "ResNet34_Weights.ImageNet1K_V1 (prototype resnet.py @ aabcd216); crop 224, resize default 256. "
              "No V2 for resnet34. license None: see module docstring (torchvision weight-licence note)."},
@@ -129,7 +130,7 @@ _TORCHVISION_ROWS = (
      "sha256": None, "sha256_prefix": "0676ba61",
      "top1": 76.130, "top5": 92.862, "eval_dataset": "ImageNet-1k val",
      "input_size": (224, 224), "resize_size": 256, "crop_pct": 224 / 256, "interpolation": "bilinear",
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 1000, "license": None, "hub_id": None,
      "note": "ResNet50_Weights.ImageNet1K_V1 (prototype resnet.py @ aabcd216); acc also on "
              "pytorch.org/vision/stable/models/generated/torchvision.models.resnet50.html (76.13 / 92.862). "
@@ -139,7 +140,7 @@ _TORCHVISION_ROWS = (
      "sha256": None, "sha256_prefix": "11ad3fa6",
      "top1": 80.858, "top5": 95.434, "eval_dataset": "ImageNet-1k val",
      "input_size": (224, 224), "resize_size": 232, "crop_pct": 224 / 232, "interpolation": "bilinear",
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 1000, "license": None, "hub_id": None,
      "note": "Accuracy from pytorch/vision PR #5201 (replaced the earlier V2 file resnet50-f46c3f97.pth, 80.674, "
              "still in prototype resnet.py @ aabcd216); URL as in timm resnet50.tv2_in1k cfg; crop 224 / resize 232 "
@@ -150,7 +151,7 @@ _TORCHVISION_ROWS = (
      "sha256": None, "sha256_prefix": "63fe2227",
      "top1": 77.374, "top5": 93.546, "eval_dataset": "ImageNet-1k val",
      "input_size": (224, 224), "resize_size": 256, "crop_pct": 224 / 256, "interpolation": "bilinear",
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 1000, "license": None, "hub_id": None,
      "note": "ResNet101_Weights.ImageNet1K_V1 (prototype resnet.py @ aabcd216). license None: see docstring."},
     {"tag": "torchvision:IMAGENET1K_V2", "model": "resnet101", "source": "torchvision",
@@ -158,7 +159,7 @@ _TORCHVISION_ROWS = (
      "sha256": None, "sha256_prefix": "cd907fc2",
      "top1": 81.886, "top5": 95.780, "eval_dataset": "ImageNet-1k val",
      "input_size": (224, 224), "resize_size": 232, "crop_pct": 224 / 232, "interpolation": "bilinear",
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 1000, "license": None, "hub_id": None,
      "note": "ResNet101_Weights.ImageNet1K_V2 (prototype resnet.py @ aabcd216; later figures than PR #4811's "
              "81.728). timm's own eval of this file: 81.906 at 224/crop 0.965. license None: see docstring."},
@@ -167,7 +168,7 @@ _TORCHVISION_ROWS = (
      "sha256": None, "sha256_prefix": "394f9c45",
      "top1": 78.312, "top5": 94.046, "eval_dataset": "ImageNet-1k val",
      "input_size": (224, 224), "resize_size": 256, "crop_pct": 224 / 256, "interpolation": "bilinear",
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 1000, "license": None, "hub_id": None,
      "note": "ResNet152_Weights.ImageNet1K_V1 (prototype resnet.py @ aabcd216; acc also on the pytorch.org "
              "resnet152 page). license None: see docstring."},
@@ -176,7 +177,7 @@ _TORCHVISION_ROWS = (
      "sha256": None, "sha256_prefix": "f82ba261",
      "top1": 82.284, "top5": 96.002, "eval_dataset": "ImageNet-1k val",
      "input_size": (224, 224), "resize_size": 232, "crop_pct": 224 / 232, "interpolation": "bilinear",
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 1000, "license": None, "hub_id": None,
      "note": "ResNet152_Weights.ImageNet1K_V2 (prototype resnet.py @ aabcd216). timm's own eval: 82.294 at "
              "224/crop 0.965. license None: see docstring."},
@@ -186,7 +187,7 @@ _TORCHVISION_ROWS = (
      "sha256": None, "sha256_prefix": "7cdf4587",
      "top1": 77.618, "top5": 93.698, "eval_dataset": "ImageNet-1k val",
      "input_size": (224, 224), "resize_size": 256, "crop_pct": 224 / 256, "interpolation": "bilinear",
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 1000, "license": None, "hub_id": None,
      "note": "ResNeXt50_32X4D_Weights.ImageNet1K_V1 (prototype resnet.py @ aabcd216; acc also on the pytorch.org "
              "resnext50_32x4d page). license None: see docstring."},
@@ -196,7 +197,7 @@ _TORCHVISION_ROWS = (
      "sha256": None, "sha256_prefix": "1a0047aa",
      "top1": 81.198, "top5": 95.340, "eval_dataset": "ImageNet-1k val",
      "input_size": (224, 224), "resize_size": 232, "crop_pct": 224 / 232, "interpolation": "bilinear",
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 1000, "license": None, "hub_id": None,
      "note": "ResNeXt50_32X4D_Weights.ImageNet1K_V2 (prototype resnet.py @ aabcd216). license None: see docstring."},
     {"tag": "torchvision:IMAGENET1K_V1", "model": "resnext101_32x8d", "source": "torchvision",
@@ -205,7 +206,7 @@ _TORCHVISION_ROWS = (
      "sha256": None, "sha256_prefix": "8ba56ff5",
      "top1": 79.312, "top5": 94.526, "eval_dataset": "ImageNet-1k val",
      "input_size": (224, 224), "resize_size": 256, "crop_pct": 224 / 256, "interpolation": "bilinear",
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 1000, "license": None, "hub_id": None,
      "note": "ResNeXt101_32X8D_Weights.ImageNet1K_V1 (prototype resnet.py @ aabcd216; acc also on the pytorch.org "
              "resnext101_32x8d page). license None: see docstring."},
@@ -215,7 +216,7 @@ _TORCHVISION_ROWS = (
      "sha256": None, "sha256_prefix": "110c445d",
      "top1": 82.834, "top5": 96.228, "eval_dataset": "ImageNet-1k val",
      "input_size": (224, 224), "resize_size": 232, "crop_pct": 224 / 232, "interpolation": "bilinear",
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 1000, "license": None, "hub_id": None,
      "note": "ResNeXt101_32X8D_Weights.ImageNet1K_V2 (prototype resnet.py @ aabcd216). license None: see docstring."},
     {"tag": "torchvision:IMAGENET1K_V1", "model": "resnext101_64x4d", "source": "torchvision",
@@ -224,7 +225,7 @@ _TORCHVISION_ROWS = (
      "sha256": None, "sha256_prefix": "173b62eb",
      "top1": 83.246, "top5": 96.454, "eval_dataset": "ImageNet-1k val",
      "input_size": (224, 224), "resize_size": 232, "crop_pct": 224 / 232, "interpolation": "bilinear",
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 1000, "license": None, "hub_id": None,
      "note": "NOT IN THE RESZOO REGISTRY (no resnext101_64x4d model); listed for completeness. Only weights "
              "torchvision has for it (IMAGENET1K_V1 = DEFAULT, trained with the new recipe). acc from pytorch/vision "
@@ -236,7 +237,7 @@ _TORCHVISION_ROWS = (
      "sha256": None, "sha256_prefix": "95faca4d",
      "top1": 78.468, "top5": 94.086, "eval_dataset": "ImageNet-1k val",
      "input_size": (224, 224), "resize_size": 256, "crop_pct": 224 / 256, "interpolation": "bilinear",
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 1000, "license": None, "hub_id": None,
      "note": "Wide_ResNet50_2_Weights.ImageNet1K_V1 (prototype resnet.py @ aabcd216; acc also on the pytorch.org "
              "wide_resnet50_2 page). license None: see docstring."},
@@ -246,7 +247,7 @@ _TORCHVISION_ROWS = (
      "sha256": None, "sha256_prefix": "9ba9bcbe",
      "top1": 81.602, "top5": 95.758, "eval_dataset": "ImageNet-1k val",
      "input_size": (224, 224), "resize_size": 232, "crop_pct": 224 / 232, "interpolation": "bilinear",
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 1000, "license": None, "hub_id": None,
      "note": "Wide_ResNet50_2_Weights.ImageNet1K_V2 (prototype resnet.py @ aabcd216; same figures in PR #4862). "
              "license None: see docstring."},
@@ -256,7 +257,7 @@ _TORCHVISION_ROWS = (
      "sha256": None, "sha256_prefix": "32ee1156",
      "top1": 78.848, "top5": 94.284, "eval_dataset": "ImageNet-1k val",
      "input_size": (224, 224), "resize_size": 256, "crop_pct": 224 / 256, "interpolation": "bilinear",
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 1000, "license": None, "hub_id": None,
      "note": "Wide_ResNet101_2_Weights.ImageNet1K_V1 (prototype resnet.py @ aabcd216). license None: see docstring."},
     {"tag": "torchvision:IMAGENET1K_V2", "model": "wide_resnet101_2", "source": "torchvision",
@@ -265,7 +266,7 @@ _TORCHVISION_ROWS = (
      "sha256": None, "sha256_prefix": "d733dc28",
      "top1": 82.510, "top5": 96.020, "eval_dataset": "ImageNet-1k val",
      "input_size": (224, 224), "resize_size": 232, "crop_pct": 224 / 232, "interpolation": "bilinear",
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 1000, "license": None, "hub_id": None,
      "note": "Wide_ResNet101_2_Weights.ImageNet1K_V2 (prototype resnet.py @ aabcd216; later figures than PR "
              "#4906's 82.492). license None: see docstring."},
@@ -282,7 +283,7 @@ _TIMM_ROWS = (
      "sha256": None, "sha256_prefix": "14fe96d1",
      "top1": 80.382, "top5": 94.598, "eval_dataset": "ImageNet-1k val",
      "input_size": (224, 224), "resize_size": 235, "crop_pct": 0.95, "interpolation": "bicubic",
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 1000, "license": "Apache-2.0", "hub_id": "timm/resnet50.a1_in1k",
      "note": "_rcfg (ResNet strikes back A1). results-imagenet.csv row 'resnet50.a1_in1k,224' (crop 0.950, bicubic). "
              "cfg also sets test_input_size 288 / test_crop_pct 1.0: csv row at 288 gives 81.240 / 95.112. "
@@ -295,7 +296,7 @@ _TIMM_ROWS = (
      "sha256": None, "sha256_prefix": "a2746f79",
      "top1": 79.828, "top5": 94.560, "eval_dataset": "ImageNet-1k val",
      "input_size": (224, 224), "resize_size": 235, "crop_pct": 0.95, "interpolation": "bicubic",
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 1000, "license": "Apache-2.0", "hub_id": "timm/resnet50.a2_in1k",
      "note": "_rcfg (RSB A2). results-imagenet.csv row 'resnet50.a2_in1k,224' (crop 0.950, bicubic). "
              "test_input_size 288 / test_crop_pct 1.0: csv row at 288 gives 80.774 / 94.978. "
@@ -307,7 +308,7 @@ _TIMM_ROWS = (
      "sha256": None, "sha256_prefix": "59cae1ef",
      "top1": 75.994, "top5": 92.494, "eval_dataset": "ImageNet-1k val",
      "input_size": (160, 160), "resize_size": 168, "crop_pct": 0.95, "interpolation": "bicubic",
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 1000, "license": "Apache-2.0", "hub_id": "timm/resnet50.a3_in1k",
      "note": "_r3cfg (RSB A3): default input_size 160, crop_pct 0.95. results-imagenet.csv row "
              "'resnet50.a3_in1k,160' (crop 0.950, bicubic). test_input_size 224 / test_crop_pct 0.95: csv row at "
@@ -319,7 +320,7 @@ _TIMM_ROWS = (
      "sha256": None, "sha256_prefix": "464e36ba",
      "top1": 80.546, "top5": 95.160, "eval_dataset": "ImageNet-1k val",
      "input_size": (224, 224), "resize_size": 256, "crop_pct": 0.875, "interpolation": "bicubic",
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 1000, "license": "Apache-2.0", "hub_id": "timm/resnet50d.ra2_in1k",
      "note": "Default pretrained tag of resnet50d (first tag listed, before ra4_e3600_r224_in1k, a1/a2/a3, "
              "gluon_in1k). _ttcfg: bicubic, crop_pct 0.875, first_conv conv1.0 (deep stem). results-imagenet.csv row "
@@ -332,7 +333,7 @@ _TIMM_ROWS = (
      "sha256": None, "sha256_prefix": "ffa00869",
      "top1": 80.012, "top5": 94.704, "eval_dataset": "ImageNet-1k val",
      "input_size": (224, 224), "resize_size": 235, "crop_pct": 0.95, "interpolation": "bicubic",
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 1000, "license": "Apache-2.0", "hub_id": "timm/seresnet50.a1_in1k",
      "note": "Default pretrained tag of seresnet50 (first listed; others: a2_in1k, a3_in1k, ra2_in1k). _rcfg with "
              "crop_pct=0.95. results-imagenet.csv row 'seresnet50.a1_in1k,224' (crop 0.950). test_input_size 288 / "
@@ -344,7 +345,7 @@ _TIMM_ROWS = (
      "sha256": None, "sha256_prefix": "0146ab0a",
      "top1": 81.140, "top5": 95.320, "eval_dataset": "ImageNet-1k val",
      "input_size": (224, 224), "resize_size": 235, "crop_pct": 0.95, "interpolation": "bicubic",
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 1000, "license": "Apache-2.0", "hub_id": "timm/resnext50_32x4d.a1h_in1k",
      "note": "Default pretrained tag of resnext50_32x4d (listed first, before a1/a2/a3/ra_in1k, tv/tv2, fb_*, "
              "gluon). _rcfg. results-imagenet.csv row 'resnext50_32x4d.a1h_in1k,224' (crop 0.950). test_input_size "
@@ -377,7 +378,7 @@ _TIMM_ROWS = (
      "sha256": None, "sha256_prefix": "f37072fd",
      "top1": 69.752, "top5": 89.082, "eval_dataset": "ImageNet-1k val",
      "input_size": (224, 224), "resize_size": 256, "crop_pct": 0.875, "interpolation": "bilinear",
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 1000, "license": "BSD-3-Clause", "hub_id": "timm/resnet18.tv_in1k",
      "note": "Same file as torchvision:IMAGENET1K_V1 resnet18; timm's cfg (_cfg, origin_url pytorch/vision). "
              "Not resnet18's default timm tag (that is a1_in1k). top1/top5 are timm's own eval "
@@ -388,7 +389,7 @@ _TIMM_ROWS = (
      "sha256": None, "sha256_prefix": "b627a593",
      "top1": 73.298, "top5": 91.422, "eval_dataset": "ImageNet-1k val",
      "input_size": (224, 224), "resize_size": 256, "crop_pct": 0.875, "interpolation": "bilinear",
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 1000, "license": "BSD-3-Clause", "hub_id": "timm/resnet34.tv_in1k",
      "note": "Same file as torchvision:IMAGENET1K_V1 resnet34; timm's cfg (_cfg, origin_url pytorch/vision). "
              "Not resnet34's default timm tag (that is a1_in1k). top1/top5 are timm's own eval "
@@ -406,7 +407,7 @@ _CIFAR_ROWS = (
      "sha256": None, "sha256_prefix": "12fca82f",
      "top1": 91.73, "top5": None, "eval_dataset": "CIFAR-10 test",
      "input_size": (32, 32), "resize_size": None, "crop_pct": None, "interpolation": None,
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 10, "license": "BSD-2-Clause", "hub_id": None,
      "note": "top1 = 100 - 8.27 (README 'Test err(this impl.)'); top5 not published. The checkpoint's own "
              "'best_prec1' is 91.78. File (1,099,231 bytes, legacy torch pickle) holds {'best_prec1', 'state_dict'} "
@@ -419,7 +420,7 @@ _CIFAR_ROWS = (
      "sha256": None, "sha256_prefix": "d509ac18",
      "top1": 92.63, "top5": None, "eval_dataset": "CIFAR-10 test",
      "input_size": (32, 32), "resize_size": None, "crop_pct": None, "interpolation": None,
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 10, "license": "BSD-2-Clause", "hub_id": None,
      "note": "top1 = 100 - 7.37 (README); top5 not published. Checkpoint 'best_prec1' is 92.78. Layout as resnet20 "
              "('module.' prefix). sha256 of the repo file (computed here, not published) = "
@@ -430,7 +431,7 @@ _CIFAR_ROWS = (
      "sha256": None, "sha256_prefix": "014dd654",
      "top1": 93.10, "top5": None, "eval_dataset": "CIFAR-10 test",
      "input_size": (32, 32), "resize_size": None, "crop_pct": None, "interpolation": None,
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 10, "license": "BSD-2-Clause", "hub_id": None,
      "note": "top1 = 100 - 6.90 (README); top5 not published. Checkpoint 'best_prec1' is 93.14. sha256 of the repo "
              "file (computed here, not published) = "
@@ -441,7 +442,7 @@ _CIFAR_ROWS = (
      "sha256": None, "sha256_prefix": "4bfd9763",
      "top1": 93.39, "top5": None, "eval_dataset": "CIFAR-10 test",
      "input_size": (32, 32), "resize_size": None, "crop_pct": None, "interpolation": None,
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 10, "license": "BSD-2-Clause", "hub_id": None,
      "note": "top1 = 100 - 6.61 (README); top5 not published. Checkpoint 'best_prec1' is 93.62. sha256 of the repo "
              "file (computed here, not published) = "
@@ -452,7 +453,7 @@ _CIFAR_ROWS = (
      "sha256": None, "sha256_prefix": "1d1ed7c2",
      "top1": 93.68, "top5": None, "eval_dataset": "CIFAR-10 test",
      "input_size": (32, 32), "resize_size": None, "crop_pct": None, "interpolation": None,
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 10, "license": "BSD-2-Clause", "hub_id": None,
      "note": "top1 = 100 - 6.32 (README); top5 not published. The file's bytes were not available to this research "
              "(store omits files >= 4 MiB), so neither the prefix nor the checkpoint layout was checked against the "
@@ -464,7 +465,7 @@ _CIFAR_ROWS = (
      "sha256": None, "sha256_prefix": "f3b1deed",
      "top1": 93.82, "top5": None, "eval_dataset": "CIFAR-10 test",
      "input_size": (32, 32), "resize_size": None, "crop_pct": None, "interpolation": None,
-     "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+     "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
      "num_classes": 10, "license": "BSD-2-Clause", "hub_id": None,
      "note": "top1 = 100 - 6.18 (README); top5 not published. File bytes not available to this research (>= 4 MiB), "
              "so prefix and layout unchecked against the file; prefix per the repo's sha256 renaming (d1ea1080)."},
