@@ -80,12 +80,15 @@ COSTLIEST_FILES = 15
 
 def pytest_runtest_logreport(report):
     """Add each phase's duration to its file; with RESZOO_TEST_TIMES=PATH also append a line to PATH at once
-    (a run that is cut short still leaves its times)."""
+    (a run that is cut short still leaves its times). Under xdist the controller sees every worker's reports,
+    so only it counts (a worker's own call would count each phase twice)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
     test_file = report.nodeid.split("::")[0]
     FILE_SECONDS[test_file] = FILE_SECONDS.get(test_file, 0.0) + report.duration
     if os.environ.get("RESZOO_TEST_TIMES"):
         with open(os.environ["RESZOO_TEST_TIMES"], "a") as times:
-            times.write(f"{report.nodeid}\t{report.when}\t{report.duration:.3f}\n")
+            times.write(f"{report.nodeid}\t{report.when}\t{report.duration:.3f}\t{report.outcome}\n")
 
 
 def pytest_terminal_summary(terminalreporter):
