@@ -92,7 +92,7 @@ def _load_source(model_or_path, model_name=None):
         name = model_name or os.path.basename(path)[: -len(".keras")]
         return Source(model, None, name, os.path.abspath(path), metadata, tuple(model.input_shape[1:]))
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        from export.savedmodel import signature_io
+        from export.serving_graph import signature_io
 
         _, shape, _ = signature_io(path)
         name = model_name or os.path.basename(os.path.normpath(path))
@@ -153,7 +153,7 @@ def _onnx_card(precision, common, onnx_target=None, qat=False):
 
 def _reference_entry(source, variants, model):
     """Where `reszoo verify` finds the parity reference later."""
-    from export.savedmodel import is_tf_keras_model
+    from export.serving_graph import is_tf_keras_model
 
     keras_file = {"file": format_table.FORMATS["keras"].file_name(source.name, "fp32"), "format": "keras"}
     if "keras" in {v.format for v in variants}:
@@ -335,7 +335,7 @@ def _small_convs_float(run, qat):
 
 
 def _trace(run, model, work):
-    from export.savedmodel import to_saved_model
+    from export.serving_graph import to_saved_model
 
     if run.source.saved_model_dir:
         return run.source.saved_model_dir

@@ -23,7 +23,7 @@ one-output models and raise a UserError naming the outputs otherwise; `predict_a
 Example:
     >>> import keras, tempfile
     >>> from export.converters.tflite import convert
-    >>> from export.savedmodel import to_saved_model
+    >>> from export.serving_graph import to_saved_model
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
     >>> path = os.path.join(tempfile.mkdtemp(), "m_fp32.tflite")
     >>> _ = open(path, "wb").write(convert(to_saved_model(model, path + ".saved_model")["path"], "fp32"))

@@ -15,7 +15,7 @@ Ops are read from the flatbuffer with the LiteRT interpreter (`_get_ops_details`
 Example:
     >>> import keras, tempfile
     >>> from export.converters.tflite import convert
-    >>> from export.savedmodel import to_saved_model
+    >>> from export.serving_graph import to_saved_model
     >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.Flatten()])
     >>> path = os.path.join(tempfile.mkdtemp(), "model_fp32.tflite")
     >>> _ = open(path, "wb").write(convert(to_saved_model(model, path + ".saved_model")["path"], "fp32"))

@@ -84,7 +84,7 @@ def measure(model, rows, methods, samples, verify, work):
     from export.converters import ConvertContext
     from export.quantreport.stats import ErrorStats
     from export.runtimes import KerasRunner, load_runner
-    from export.savedmodel import to_saved_model
+    from export.serving_graph import to_saved_model
 
     calibration, x, y = digits_for(model, samples)
     x, y = x[:verify], y[:verify]

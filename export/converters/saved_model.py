@@ -3,7 +3,7 @@
 Example:
     >>> import keras, os, tempfile
     >>> from export.converters import ConvertContext
-    >>> from export.savedmodel import to_saved_model
+    >>> from export.serving_graph import to_saved_model
     >>> work = tempfile.mkdtemp()
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     >>> saved = to_saved_model(model, os.path.join(work, "saved_model"))["path"]

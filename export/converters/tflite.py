@@ -10,7 +10,7 @@ the TFLiteConverter is `export.converters.tflite_settings.SETTINGS`.
 Example:
     >>> import keras, numpy as np, tempfile
     >>> from export.converters import ConvertContext
-    >>> from export.savedmodel import to_saved_model
+    >>> from export.serving_graph import to_saved_model
     >>> work = tempfile.mkdtemp()
     >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.Flatten()])
     >>> saved = to_saved_model(model, os.path.join(work, "saved_model"))["path"]

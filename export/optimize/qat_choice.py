@@ -40,7 +40,7 @@ def ptq_int8_accuracy(model, x_calibration, x, y, work_dir=None):
     from export.converters import tflite
     from export.core.files import write_bytes
     from export.runtimes import load_runner
-    from export.savedmodel import to_saved_model
+    from export.serving_graph import to_saved_model
     from export.gates import top1_accuracy
 
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="ptq_baseline_") as directory:

@@ -35,7 +35,7 @@ runtimes round a few values differently: test model output 34.8 dB here vs 32.9 
 Example:
     >>> import keras, tempfile
     >>> from export.converters.tflite import convert
-    >>> from export.savedmodel import to_saved_model
+    >>> from export.serving_graph import to_saved_model
     >>> folder = tempfile.mkdtemp()
     >>> inputs = keras.Input((8, 8, 3))
     >>> x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)

@@ -7,7 +7,7 @@ reference on the held-out split (`export.data.sources.split`, the manifest's pre
 ratio vs the reference. It also measures the box's achievable float32 GFLOP/s (numpy matmul, sgemm) and
 divides the model's FLOPs by it: the roofline estimate printed next to each measured latency.
 
-Reading the untrusted dir lives in `bench_inputs`, the outputs (`bench.json`, `bench.md`, `bench.png`, written
+Reading the untrusted dir lives in `bench_export_dir`, the outputs (`bench.json`, `bench.md`, `bench.png`, written
 atomically) in `bench_report`. The thread count is fixed for every runtime and recorded, with the CPU facts
 (`export.core.cpu`: model name, architecture, int8 ISA flags). `run_bench` is what `reszoo bench` calls: it
 resolves DIR_OR_MODEL (`reszoo.models.resolve`) and benches an export dir or a model exported on the fly.
@@ -29,7 +29,7 @@ from export.core.cpu import cpu_facts
 from export.core.errors import UserError
 from export.manifest import read_manifest, size_of
 from export.runtimes import KerasRunner, Runner, load_runner
-from reszoo.analysis.bench_inputs import artifact_path, check_integrity, eval_split, reference_model_path
+from reszoo.analysis.bench_export_dir import artifact_path, check_integrity, eval_split, reference_model_path
 from reszoo.analysis.bench_report import write_outputs
 from reszoo.models.resolve import resolve_model
 

@@ -59,7 +59,7 @@ def echo_integrity_failure(export_dir, error):
 def bench_command(target, model, input_size, runs, warmup, threads, batch, samples, data, output, trust):
     """Benchmark an export dir (every artifact + the Keras reference) or a model exported on the fly."""
     from reszoo.analysis.bench import run_bench
-    from reszoo.analysis.bench_inputs import IntegrityError
+    from reszoo.analysis.bench_export_dir import IntegrityError
     from reszoo.analysis.bench_report import render_markdown, written_files
 
     target = one_target(target, model)

@@ -19,7 +19,7 @@ def bench_input_command(data, image_size, batch_size, batches, augment, label_of
     """Time the `reszoo train` input pipeline of DATA: decode, augmentation, batching."""
     from export.core.quiet import native_noise_filtered
     from export.data.sources import check_source
-    from reszoo.analysis.input_bench import measure_input
+    from reszoo.analysis.input_speed import measure_input
 
     check_source(data)
     with native_noise_filtered():

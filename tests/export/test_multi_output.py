@@ -87,7 +87,7 @@ def _convert(model, tmp_path, precision, calibration, fmt="tflite"):
     from export.converters import ConvertContext
     from export.formats import convert, variant
     from export.runtimes import load_runner
-    from export.savedmodel import to_saved_model
+    from export.serving_graph import to_saved_model
 
     saved_model = to_saved_model(model, tmp_path / "saved_model")["path"]
     context = ConvertContext(saved_model, str(tmp_path), model, calibration, False, False, {})

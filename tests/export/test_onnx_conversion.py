@@ -9,7 +9,7 @@ import pytest
 
 from export.converters import onnx as onnx_converter
 from export.formats import FP32_GATE
-from export.savedmodel import to_saved_model
+from export.serving_graph import to_saved_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONVERT = """

@@ -20,7 +20,7 @@ def test_resnet50_int8_reports(tmp_path):
     from export.data import sources
     from export.data.preprocess import make_spec, normalize
     from export.quantreport import layer_report
-    from export.savedmodel import to_saved_model
+    from export.serving_graph import to_saved_model
 
     keras.utils.set_random_seed(0)
     model = reszoo.create_model("resnet50", classifier_activation=None)

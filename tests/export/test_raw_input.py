@@ -151,7 +151,7 @@ def test_a_graph_without_mean_and_std_fails_parity(raw_export, tmp_path):
     from export.data.preprocess import make_spec
     from export.manifest import sha256_of
     from export.raw_input import bake
-    from export.savedmodel import to_saved_model
+    from export.serving_graph import to_saved_model
     from export.core.metadata import load_model
     from export.verify import verify_export_dir
 
@@ -175,7 +175,7 @@ def test_a_saved_model_source_gets_a_uint8_graph_too(raw_export, tmp_path):
     """Baking wraps the traced graph, so a SavedModel dir (no Keras model) exports with uint8 input as well."""
     from export.core.metadata import load_model
     from export.pipeline import export_model
-    from export.savedmodel import to_saved_model
+    from export.serving_graph import to_saved_model
 
     model, _ = load_model(f"{raw_export.output_dir}/tiny.keras")
     source = to_saved_model(model, tmp_path / "source")["path"]

@@ -11,7 +11,7 @@ from export.targets import GPU_DELEGATE_OPS, MICRO_OPS, check_tflite
 def tiny_tflite(tmp_path_factory):
     """{precision: path} for a small conv net converted at fp32 and full int8, plus a dynamic-batch fp32."""
     from export.converters import tflite
-    from export.savedmodel import to_saved_model
+    from export.serving_graph import to_saved_model
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((16, 16, 3), name="image")

@@ -117,7 +117,7 @@ def write_artifact(model, folder, format):
     """An fp32 artifact of `model` written by the format's converter (the same call the pipeline makes)."""
     from export.converters import ConvertContext
     from export.formats import convert, variant
-    from export.savedmodel import to_saved_model
+    from export.serving_graph import to_saved_model
 
     work = folder / f"work-{format}-{id(model)}"
     saved_model = to_saved_model(model, work / "saved_model")["path"]

@@ -42,7 +42,7 @@ def test_a_changed_header_or_a_wrong_array_fails_verification(micro_export, tmp_
     from export.converters import tflite
     from export.manifest import sha256_of
     from export.micro.source import render_source
-    from export.savedmodel import to_saved_model
+    from export.serving_graph import to_saved_model
     from export.verify import verify_export_dir
 
     export_dir = tmp_path / "copy"

@@ -19,7 +19,7 @@ def traced(trained_resnet, digits, tmp_path_factory):
     import numpy as np
 
     from export.runtimes import KerasRunner
-    from export.savedmodel import to_saved_model
+    from export.serving_graph import to_saved_model
 
     x_train, _, x_held_out, y_held_out = digits
     order = np.random.default_rng(0).permutation(len(x_train))

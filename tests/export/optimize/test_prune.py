@@ -22,7 +22,7 @@ def prunable_kernels(model):
 def test_pruning_reaches_requested_sparsity_and_converts(trained_resnet, digits, no_legacy_env, tmp_path):
     from export.converters import tflite
     from export.runtimes import load_runner
-    from export.savedmodel import to_saved_model
+    from export.serving_graph import to_saved_model
 
     x, y, x_held, y_held = digits
     pruned, report = apply(trained_resnet, {"prune": 0.6, **FIT}, (x, y))

@@ -22,7 +22,7 @@ def assert_int8_gate(outputs, reference, labels):
 @pytest.fixture(scope="module")
 def qat_export(trained_resnet, digits, tmp_path_factory):
     """(QAT tf_keras model, report, SavedModel dir) for the tiny trained ResNet."""
-    from export.savedmodel import to_saved_model
+    from export.serving_graph import to_saved_model
 
     x, y, _, _ = digits
     model, report = apply(trained_resnet, {"qat": True, "finetune_epochs": 2, "batch_size": 64,
@@ -86,7 +86,7 @@ def test_qat_onnx_has_qdq_nodes_and_passes_the_int8_gate(qat_export, digits, tmp
 def test_qat_handles_highway_gates_and_converts_to_full_int8(digits, tmp_path, no_legacy_env):
     """Multiply/Subtract (highway gates) get the output-only config; the result is a full-int8 TFLite."""
     from export.converters import tflite
-    from export.savedmodel import to_saved_model
+    from export.serving_graph import to_saved_model
     from reszoo.models.cifar import CifarResNet
 
     x, y, _, _ = digits

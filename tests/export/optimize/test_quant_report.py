@@ -36,7 +36,7 @@ def _artifacts(model, folder, calibration):
     """{(format, precision): path} of `model` converted by the existing converters (fp32 = the float reference)."""
     from export.converters import onnx as onnx_converter
     from export.converters import tflite
-    from export.savedmodel import to_saved_model
+    from export.serving_graph import to_saved_model
 
     saved_model = os.path.join(folder, "saved_model")
     to_saved_model(model, saved_model)

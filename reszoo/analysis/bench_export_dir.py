@@ -37,7 +37,7 @@ def check_integrity(export_dir, manifest):
         >>> check_integrity(tempfile.mkdtemp(), {"artifacts": [{"file": "m.tflite", "sha256": "0" * 64}]})
         Traceback (most recent call last):
         ...
-        reszoo.analysis.bench_inputs.IntegrityError: /...: 1 integrity problem(s)
+        reszoo.analysis.bench_export_dir.IntegrityError: /...: 1 integrity problem(s)
     """
     problems = integrity_problems(export_dir, manifest)
     if problems:
