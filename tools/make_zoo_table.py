@@ -8,7 +8,8 @@ import json
 import os
 import tempfile
 
-from reszoo.models.zoo_table import TABLE_PATH, build_table
+from reszoo.catalog import TABLE_PATH
+from reszoo.models.zoo_table import build_table
 
 
 def write_atomically(path, text):

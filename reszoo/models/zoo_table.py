@@ -9,10 +9,8 @@ Example:
     >>> facts("resnet50")["macs"]
     4089184256
 """
-from reszoo.catalog import TABLE_PATH, load_table
+from reszoo.catalog import load_table
 from reszoo.models.registry import get_entry, list_models, model_info
-
-__all__ = ["TABLE_PATH", "build_table", "facts", "load_table", "normalize"]
 
 
 def normalize(info):

@@ -6,30 +6,15 @@
 - `check_import(model, state, layout)`: the largest output difference against a numpy forward pass with
   PyTorch semantics that reads the architecture from the keys alone (`reszoo import --check`).
 - Torch pickles go through a restricted unpickler: only tensors and plain data, never code.
-- These names are imported on first use, so `reszoo.weights.presets` (the table of pretrained weights that
-  `reszoo list --pretrained` prints) loads without numpy.
 
 Example:
     >>> from reszoo.weights import from_torch
     >>> model = from_torch("resnet20-12fca82f.th", "resnet20")  # doctest: +SKIP
 """
-import importlib
+from reszoo.weights.check import ImportCheck, check_import
+from reszoo.weights.layouts import LAYOUT_CHOICES, LAYOUTS
+from reszoo.weights.state_dict import load_state_dict
+from reszoo.weights.torch_import import ImportReport, from_torch, import_torch
 
-# public name -> the module that defines it
-EXPORTS = {
-    "ImportCheck": "reszoo.weights.check",
-    "check_import": "reszoo.weights.check",
-    "LAYOUTS": "reszoo.weights.layouts",
-    "LAYOUT_CHOICES": "reszoo.weights.layouts",
-    "load_state_dict": "reszoo.weights.state_dict",
-    "ImportReport": "reszoo.weights.torch_import",
-    "from_torch": "reszoo.weights.torch_import",
-    "import_torch": "reszoo.weights.torch_import",
-}
-__all__ = sorted(EXPORTS)
-
-
-def __getattr__(name):
-    if name in EXPORTS:
-        return getattr(importlib.import_module(EXPORTS[name]), name)
-    raise AttributeError(f"module 'reszoo.weights' has no attribute {name!r}")
+__all__ = ["LAYOUTS", "LAYOUT_CHOICES", "ImportCheck", "ImportReport", "check_import", "from_torch", "import_torch",
+           "load_state_dict"]

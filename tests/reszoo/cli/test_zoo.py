@@ -3,8 +3,9 @@ import pytest
 from click.testing import CliRunner
 
 import reszoo
+from reszoo.catalog import load_table
 from reszoo.cli.zoo import info_command, list_command
-from reszoo.models.zoo_table import load_table, normalize
+from reszoo.models.zoo_table import normalize
 
 CHEAP = ["resnet20", "plain20", "highway20", "resnet18", "resnet50v2", "densenet121"]
 
